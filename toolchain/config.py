@@ -1,0 +1,412 @@
+"""One validated YAML config for every stage.
+
+The schema is a tree of dataclasses (in the style of FINN's DataflowBuildConfig). Loading is
+strict: an unknown key, a wrong type or a value outside its allowed set is a `ConfigError`
+naming the dotted key, the file and what would be accepted. `config/default.yaml` documents
+the same defaults as the dataclasses (a test keeps the two equal).
+
+Overrides (`--set train.epochs=3`, or `make train SET="train.epochs=3"`) are parsed as YAML
+scalars and applied before validation, so they pass the same checks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "config" / "default.yaml"
+
+
+def opt(default, help: str = "", choices=None, min=None, max=None):
+    """A config field with its documentation and constraints."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: json.loads(json.dumps(d)), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def section(cls):
+    return field(default_factory=cls, metadata={"help": cls.__doc__ or ""})
+
+
+@dataclass
+class DataConfig:
+    """Where the Kaggle-format Sign Language MNIST CSVs are and how train is split."""
+    train_csv: str = opt("data/sign_mnist/sign_mnist_train.csv.gz",
+                         "training CSV (.csv or .csv.gz), relative to the repo or absolute")
+    test_csv: str = opt("data/sign_mnist/sign_mnist_test.csv.gz", "test CSV (.csv or .csv.gz)")
+    val_fraction: float = opt(0.1, "stratified, seeded validation share taken from train",
+                              min=0.0, max=0.5)
+    train_limit: typing.Optional[int] = opt(None, "use only this many training rows "
+                                            "(stratified; for quick runs)", min=48)
+    test_limit: typing.Optional[int] = opt(None, "evaluate on only the first N test rows", min=1)
+
+
+@dataclass
+class ModelConfig:
+    """The DPU-friendly CNN: stages of Conv-BN-ReLU, pooling, a dense or conv head, logits out."""
+    widths: list[int] = opt([16, 32, 64], "output channels of each conv stage (<= 4096)")
+    convs_per_stage: int = opt(2, "Conv-BN-ReLU blocks per stage", min=1, max=4)
+    kernel_size: int = opt(3, "conv kernel size (DPU limit 1..16)", min=1, max=16)
+    pool: str = opt("max", "down-sampling between stages", choices=["max", "avg"])
+    head: str = opt("flatten", "flatten: Flatten then Dense; gap: GlobalAveragePooling then Dense",
+                    choices=["gap", "flatten"])
+    dense_units: int = opt(128, "hidden Dense-BN-ReLU units in the head; 0 for none", min=0)
+    dropout: float = opt(0.3, "dropout before each Dense (removed by the quantizer)",
+                         min=0.0, max=0.9)
+    conv_dropout: float = opt(0.0, "dropout after each conv stage", min=0.0, max=0.9)
+    bn_momentum: float = opt(0.9, "BatchNormalization moving-average momentum", min=0.0,
+                             max=0.999)
+
+
+@dataclass
+class OptimizerConfig:
+    """Optimizer and its hyper-parameters (the learning rate comes from lr_schedule)."""
+    name: str = opt("adam", "adam | sgd | rmsprop", choices=["adam", "sgd", "rmsprop"])
+    momentum: float = opt(0.9, "sgd/rmsprop momentum (cycled by 1cycle)", min=0.0, max=1.0)
+    nesterov: bool = opt(False, "sgd: Nesterov momentum")
+    beta_1: float = opt(0.9, "adam beta_1 (cycled by 1cycle)", min=0.0, max=1.0)
+    beta_2: float = opt(0.999, "adam beta_2", min=0.0, max=1.0)
+    rho: float = opt(0.9, "rmsprop decay", min=0.0, max=1.0)
+    epsilon: float = opt(1e-7, "numerical epsilon", min=0.0)
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate policy, applied per batch."""
+    policy: str = opt("onecycle", "constant | time_decay (lr/(1+decay*step)) | onecycle "
+                      "(Smith 2018)", choices=["constant", "time_decay", "onecycle"])
+    lr: float = opt(0.003, "constant/time_decay: the learning rate; onecycle: the peak lr",
+                    min=0.0)
+    decay: float = opt(0.0, "time_decay: lr_t = lr / (1 + decay * step)", min=0.0)
+    pct_start: float = opt(0.25, "onecycle: share of steps spent warming up", min=0.01,
+                           max=0.99)
+    div_factor: float = opt(25.0, "onecycle: start lr = lr / div_factor", min=1.0)
+    final_div_factor: float = opt(1000.0, "onecycle: end lr = start lr / final_div_factor",
+                                  min=1.0)
+    momentum_range: typing.Optional[list[float]] = opt(
+        [0.85, 0.95], "onecycle: [low, high] momentum (adam: beta_1), cycled inversely to lr;"
+        " null keeps it fixed")
+
+
+@dataclass
+class AugmentConfig:
+    """On-the-fly augmentation of training images, tuned to what a webcam crop looks like."""
+    enabled: bool = opt(True, "augment training batches")
+    rotation_deg: float = opt(10.0, "random rotation, +-degrees", min=0.0, max=45.0)
+    shift: float = opt(0.1, "random shift, +- fraction of the side", min=0.0, max=0.5)
+    zoom: float = opt(0.1, "random zoom, +- fraction", min=0.0, max=0.5)
+    brightness: float = opt(0.1, "random brightness offset, +- (image range 0..1)",
+                            min=0.0, max=0.5)
+    contrast: float = opt(0.2, "random contrast factor 1 +- this", min=0.0, max=0.9)
+    noise: float = opt(0.0, "gaussian pixel noise sigma (image range 0..1)", min=0.0, max=0.3)
+    hflip: bool = opt(False, "mirror images (left-handed signers); off: the data is "
+                             "right-handed")
+
+
+@dataclass
+class EarlyStoppingConfig:
+    """Stop when the validation metric stops improving."""
+    enabled: bool = opt(True, "stop early")
+    monitor: str = opt("val_loss", "metric to watch", choices=["val_loss", "val_accuracy"])
+    patience: int = opt(4, "epochs without improvement before stopping", min=1)
+    min_delta: float = opt(0.0, "smallest change that counts as improvement", min=0.0)
+
+
+@dataclass
+class TrainConfig:
+    """Training loop."""
+    epochs: int = opt(10, "maximum epochs", min=1)
+    batch_size: int = opt(128, "images per batch", min=1)
+    shuffle: bool = opt(True, "reshuffle training rows every epoch")
+    loss: str = opt("sparse_categorical_crossentropy",
+                    "computed from logits (softmax lives in the loss, not the model)",
+                    choices=["sparse_categorical_crossentropy", "categorical_crossentropy"])
+    label_smoothing: float = opt(0.0, "categorical_crossentropy only", min=0.0, max=0.5)
+    metrics: list[str] = opt(["accuracy"], "accuracy and/or top3_accuracy",
+                             choices=["accuracy", "top3_accuracy"])
+    optimizer: OptimizerConfig = section(OptimizerConfig)
+    lr_schedule: ScheduleConfig = section(ScheduleConfig)
+    augment: AugmentConfig = section(AugmentConfig)
+    early_stopping: EarlyStoppingConfig = section(EarlyStoppingConfig)
+    restore_best: bool = opt(True, "save the best-validation weights, not the last epoch's")
+    overfit_gap: float = opt(0.03, "note overfitting when train acc - val acc exceeds this",
+                             min=0.0)
+    progress: str = opt("auto", "progress bar within an epoch: auto (only on a terminal), "
+                        "bar, none", choices=["auto", "bar", "none"])
+    threads: int = opt(0, "TensorFlow intra-op threads; 0 = all cores", min=0)
+
+
+@dataclass
+class LrFindConfig:
+    """LR range test (make lr-find): exponential lr sweep over a few hundred batches."""
+    start_lr: float = opt(1e-6, "first learning rate", min=0.0)
+    end_lr: float = opt(1.0, "last learning rate", min=0.0)
+    num_batches: int = opt(300, "batches in the sweep", min=10)
+    smoothing: float = opt(0.98, "exponential smoothing of the loss curve", min=0.0, max=0.999)
+    diverge: float = opt(4.0, "stop when smoothed loss > diverge x best loss", min=1.0)
+
+
+@dataclass
+class DockerConfig:
+    """The Vitis AI container the docker runner uses."""
+    image: str = opt("xilinx/vitis-ai-tensorflow2-cpu:3.5.0.001-1eed93cde",
+                     "Vitis AI image with a pinned tag (not latest)")
+    conda_env: str = opt("vitis-ai-tensorflow2", "conda env activated inside the container "
+                         "(vitis-ai-tensorflow for the TF1 flow)")
+    conda_sh: str = opt("/opt/vitis_ai/conda/etc/profile.d/conda.sh",
+                        "conda's activation script in the image; plain python3 if absent")
+    gpu: bool = opt(False, "pass --gpus all (only for a locally built GPU image)")
+    shm: bool = opt(True, "mount /dev/shm like docker_run.sh")
+    extra_env: dict[str, str] = opt({}, "extra environment variables for the container")
+
+
+@dataclass
+class QuantizeConfig:
+    """Freeze and quantize (vai_q pof2s)."""
+    flow: str = opt("tf2", "tf2: vai_q_tensorflow2 on the Keras .h5; tf1: vai_q_tensorflow on "
+                    "the frozen .pb (container only)", choices=["tf2", "tf1"])
+    calib_size: int = opt(1000, "calibration images drawn (seeded) from the training rows",
+                          min=32)
+    calib_batch_size: int = opt(50, "calibration batch size", min=1)
+    include_cle: bool = opt(True, "cross-layer equalization before calibration")
+    include_fast_ft: bool = opt(False, "fast fine-tuning (AdaQuant) after calibration")
+    fast_ft_epochs: int = opt(10, "fast fine-tuning epochs", min=1)
+    max_drop_pt: float = opt(0.3, "fail when int8 test accuracy drops more than this "
+                             "(percentage points) below float", min=0.0)
+
+
+@dataclass
+class CompileConfig:
+    """vai_c_tensorflow2 / vai_c_tensorflow for the DPU target."""
+    board: str = opt("zcu104", "zcu104 | zcu102 | kv260 | custom (uses fingerprint)",
+                     choices=["zcu104", "zcu102", "kv260", "custom"])
+    fingerprint: typing.Optional[str] = opt(None, "custom target: the board's DPU fingerprint "
+                                            "(xdputil query), e.g. 0x101000056010407")
+    arch_dir: str = opt("/opt/vitis_ai/compiler/arch/DPUCZDX8G",
+                        "where the image keeps <BOARD>/arch.json")
+    name: str = opt("signnet", "xmodel name")
+    expect_dpu_subgraphs: int = opt(1, "fail unless the compiler reports this many DPU "
+                                    "subgraphs", min=1)
+    vitis_ai_version: str = opt("3.5", "Vitis AI release of the image (recorded in the "
+                                "manifest)")
+
+
+@dataclass
+class BoardConfig:
+    """The board that deploy/board-run/board-bench talk to over ssh."""
+    target: typing.Optional[str] = opt(None, "user@host of the board (make deploy BOARD=...)")
+    remote_dir: str = opt("/home/root/signlang", "where the app is copied on the board")
+    ssh_options: list[str] = opt(["-o", "ConnectTimeout=10", "-o", "BatchMode=yes"],
+                                 "extra ssh/scp options")
+    port: int = opt(8080, "web viewer port on the board", min=1, max=65535)
+
+
+@dataclass
+class Config:
+    """Root of the toolchain config."""
+    seed: int = opt(1234, "seed for split, shuffling, augmentation and weights")
+    runner: str = opt("auto", "where stages run: auto (container if the engine and image "
+                      "are there, else host), docker, host", choices=["auto", "docker", "host"])
+    data: DataConfig = section(DataConfig)
+    model: ModelConfig = section(ModelConfig)
+    train: TrainConfig = section(TrainConfig)
+    lr_find: LrFindConfig = section(LrFindConfig)
+    docker: DockerConfig = section(DockerConfig)
+    quantize: QuantizeConfig = section(QuantizeConfig)
+    compile: CompileConfig = section(CompileConfig)
+    board: BoardConfig = section(BoardConfig)
+
+
+# --------------------------------------------------------------------------- validation
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return f"{_type_name(args[0])} or null"
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "mapping"
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return {int: "integer", float: "number", bool: "true/false", str: "string"}.get(tp, str(tp))
+
+
+def _convert(value, tp, key: str, meta: dict, source: str):
+    def fail(why: str):
+        raise ConfigError(f"config key '{key}' in {source}: {why}")
+
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
+        return _convert(value, inner, key, meta, source)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            fail(f"expected a mapping, got {value!r}")
+        return _build(tp, value, key, source)
+    if origin is dict:
+        if not isinstance(value, dict):
+            fail(f"expected a mapping of names to strings, got {value!r}")
+        _, vt = typing.get_args(tp)
+        return {str(k): _convert(v, vt, f"{key}.{k}", {}, source) for k, v in value.items()}
+    if origin is list:
+        if not isinstance(value, list):
+            fail(f"expected {_type_name(tp)}, got {value!r}")
+        (inner,) = typing.get_args(tp)
+        return [_convert(v, inner, f"{key}[{i}]", meta, source) for i, v in enumerate(value)]
+    if value is None:
+        fail(f"expected {_type_name(tp)}, got null")
+    if tp is bool:
+        if not isinstance(value, bool):
+            fail(f"expected true/false, got {value!r}")
+    elif tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail(f"expected an integer, got {value!r}")
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail(f"expected a number, got {value!r}")
+        value = float(value)
+    elif tp is str:
+        if not isinstance(value, str):
+            fail(f"expected a string, got {value!r}")
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        fail(f"{value!r} is not one of: {', '.join(map(str, choices))}")
+    if meta.get("min") is not None and value < meta["min"]:
+        fail(f"{value!r} is below the minimum {meta['min']}")
+    if meta.get("max") is not None and value > meta["max"]:
+        fail(f"{value!r} is above the maximum {meta['max']}")
+    return value
+
+
+def _build(cls, raw: dict, prefix: str, source: str):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for k in raw:
+        if k not in fields:
+            where = f"{prefix}.{k}" if prefix else str(k)
+            known = ", ".join(fields)
+            raise ConfigError(f"unknown config key '{where}' in {source} "
+                              f"(known keys here: {known})")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in raw:
+            key = f"{prefix}.{name}" if prefix else name
+            kwargs[name] = _convert(raw[name], hints[name], key, dict(f.metadata), source)
+    obj = cls(**kwargs)
+    _check_cross(obj, prefix, source)
+    return obj
+
+
+def _check_cross(obj, prefix: str, source: str):
+    """Constraints that involve more than one key."""
+    def fail(key, why):
+        raise ConfigError(f"config key '{prefix}.{key}' in {source}: {why}")
+
+    if isinstance(obj, ModelConfig):
+        if not obj.widths:
+            fail("widths", "needs at least one stage")
+        for w in obj.widths:
+            if not 1 <= w <= 4096:
+                fail("widths", f"{w} channels is outside the DPU limit 1..4096")
+        if 28 // (2 ** (len(obj.widths) - 1)) < 1:
+            fail("widths", "too many stages for a 28x28 input")
+    if isinstance(obj, ScheduleConfig) and obj.momentum_range is not None:
+        lo_hi = obj.momentum_range
+        if len(lo_hi) != 2 or not 0 <= lo_hi[0] <= lo_hi[1] < 1:
+            fail("momentum_range", f"expected [low, high] with 0 <= low <= high < 1, "
+                                   f"got {lo_hi}")
+    if isinstance(obj, TrainConfig):
+        if obj.label_smoothing and obj.loss != "categorical_crossentropy":
+            fail("label_smoothing", "needs loss: categorical_crossentropy")
+        if "accuracy" not in obj.metrics:
+            fail("metrics", "must include 'accuracy' (early stopping and reports use it)")
+    if isinstance(obj, LrFindConfig) and not obj.end_lr > obj.start_lr:
+        fail("end_lr", "must be greater than start_lr")
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key.sub=value "
+                          f"(e.g. train.epochs=3)")
+    key, _, val = text.partition("=")
+    try:
+        value = yaml.safe_load(val) if val.strip() else None
+    except yaml.YAMLError:
+        value = val
+    return key.strip().split("."), value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (default: config/default.yaml), apply overrides, validate."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    source = str(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {source} does not exist "
+                          f"(pass CONFIG=path/to/config.yaml, or drop it for the default)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {source}{where} is not valid YAML: "
+                          f"{getattr(e, 'problem', e)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {source} must be a YAML mapping of sections")
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        node = raw
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{text}': '{k}' is not a section")
+        node[keys[-1]] = value
+        source_note = " (with overrides)"
+        if not source.endswith(source_note):
+            source += source_note
+    return _build(Config, raw, "", source)
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def config_hash(cfg, *sections: str) -> str:
+    """Stable hash of the whole config or of some top-level sections (for staleness/resume)."""
+    d = to_dict(cfg)
+    if sections:
+        d = {k: d[k] for k in sections}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def resolve_path(p: str) -> Path:
+    """Config paths are relative to the repository root unless absolute."""
+    q = Path(p).expanduser()
+    return q if q.is_absolute() else REPO_ROOT / q
+
+
+def describe(cls=Config, prefix: str = "") -> list[tuple[str, str, object]]:
+    """(key, help, default) rows for documentation."""
+    rows = []
+    inst = cls()
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        val = getattr(inst, f.name)
+        if dataclasses.is_dataclass(val):
+            rows.extend(describe(type(val), key))
+        else:
+            rows.append((key, f.metadata.get("help", ""), val))
+    return rows
