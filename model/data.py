@@ -99,6 +99,8 @@ def _read_bytes(path: Path) -> bytes:
 def _scan_for_fault(path: Path, lines: list[bytes]) -> None:
     """Slow path: find the first malformed row and raise a DataError naming it."""
     ncol = len(HEADER)
+    while lines and not lines[-1].strip():
+        lines = lines[:-1]
     for i, line in enumerate(lines, start=2):
         text = line.strip(b"\r\n ")
         if not text:
@@ -126,7 +128,7 @@ def load_csv(path: str | Path, verify_shipped: bool = True) -> Dataset:
         if want is not None and want != digest:
             raise DataError(f"{path}: sha256 {digest[:12]}... does not match the shipped copy's "
                             f"{want[:12]}...; the file is damaged: restore it with "
-                            f"'git checkout -- {path.relative_to(REPO_ROOT)}'")
+                            f"'git checkout -- data/sign_mnist/{path.name}'")
     if not content.strip():
         raise DataError(f"{path}: line 1: file is empty, expected the header "
                         f"'label,pixel1,...,pixel784'")
@@ -145,12 +147,15 @@ def load_csv(path: str | Path, verify_shipped: bool = True) -> Dataset:
     if not body.strip():
         raise DataError(f"{path}: line 2: no data rows after the header")
     try:
-        arr = np.loadtxt(io.BytesIO(body), delimiter=",", dtype=np.int64, ndmin=2)
+        # float parse: numpy's int parser would silently truncate a cell like "1.5"
+        arr = np.loadtxt(io.BytesIO(body), delimiter=",", dtype=np.float64, ndmin=2)
     except ValueError:
+        arr = None
+    if arr is None or arr.shape[1] != len(HEADER) or not np.all(np.isfinite(arr)) \
+            or np.any(arr != np.round(arr)):
         _scan_for_fault(path, body.split(b"\n"))
-        raise DataError(f"{path}: could not be parsed as integers") from None
-    if arr.shape[1] != len(HEADER):
-        _scan_for_fault(path, body.split(b"\n"))
+        raise DataError(f"{path}: could not be parsed as integer cells")
+    arr = arr.astype(np.int64)
     raw = arr[:, 0]
     bad = np.flatnonzero((raw < 0) | (raw > 24) | (raw == 9))
     if bad.size:
@@ -195,17 +200,24 @@ class Splits:
     test: Dataset
 
 
+def load_test_set(data_cfg) -> Dataset:
+    """The test CSV the config names, cut to data.test_limit rows when set."""
+    from toolchain.config import resolve_path
+    test = load_csv(resolve_path(data_cfg.test_csv))
+    if data_cfg.test_limit and data_cfg.test_limit < len(test):
+        test = subset(test, np.arange(data_cfg.test_limit))
+    return test
+
+
 def load_splits(data_cfg, seed: int) -> Splits:
     """Train/val (stratified, seeded, from the train CSV) and test, as the config says."""
     from toolchain.config import resolve_path
 
     train = load_csv(resolve_path(data_cfg.train_csv))
-    test = load_csv(resolve_path(data_cfg.test_csv))
+    test = load_test_set(data_cfg)
     if data_cfg.train_limit and data_cfg.train_limit < len(train):
         _, keep = stratified_indices(train.y, data_cfg.train_limit / len(train), seed + 1)
         train = subset(train, keep)
-    if data_cfg.test_limit and data_cfg.test_limit < len(test):
-        test = subset(test, np.arange(data_cfg.test_limit))
     if data_cfg.val_fraction > 0:
         tr_idx, val_idx = stratified_indices(train.y, data_cfg.val_fraction, seed)
     else:

@@ -31,10 +31,32 @@ def cmd_lr_find(cfg, args) -> int:
     return run_stage("lr_find", cfg, args)
 
 
+def cmd_stage(cfg, args) -> int:
+    from .runners import run_stage
+    return run_stage(args.stage, cfg, args)
+
+
+def cmd_compile(cfg, args) -> int:
+    from .runners import run_stage
+    return run_stage("compile", cfg, args)
+
+
+def cmd_shell(cfg, args) -> int:
+    from .docker_runner import open_shell
+    return open_shell(cfg, Path(args.build_dir))
+
+
 def cmd_config(cfg, args) -> int:
     """Print the resolved config, or write it to a file only when it changed (for Make)."""
     import yaml
-    text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    d = to_dict(cfg)
+    if args.sections:
+        unknown = [k for k in args.sections if k not in d]
+        if unknown:
+            raise UserError(f"--sections: no config section {', '.join(unknown)} "
+                            f"(sections: {', '.join(d)})")
+        d = {k: d[k] for k in args.sections}
+    text = yaml.safe_dump(d, sort_keys=False)
     if args.write_if_changed:
         path = Path(args.write_if_changed)
         if not path.exists() or path.read_text() != text:
@@ -50,6 +72,43 @@ def cmd_config(cfg, args) -> int:
     return 0
 
 
+def cmd_show(cfg, args) -> int:
+    import json
+    path = Path(args.build_dir) / args.stage / "metrics.json"
+    if not path.exists():
+        raise UserError(f"{path} does not exist: run 'make {args.stage}' first")
+    m = json.loads(path.read_text())
+    if args.stage == "train":
+        val = f" (validation {m['val_accuracy'] * 100:.2f}%)" if m.get("val_accuracy") else ""
+        print(f"test accuracy {m['test_accuracy'] * 100:.2f}% on {m['test_images']:,} test "
+              f"images{val}; {m['epochs_run']} epochs, training {m['train_seconds']:.0f}s; "
+              f"model {Path(args.build_dir) / 'train' / 'model.h5'}")
+    return 0
+
+
+def cmd_deploy(cfg, args) -> int:
+    from .board import deploy
+    deploy(cfg, Path(args.build_dir), args.board)
+    return 0
+
+
+def cmd_board_run(cfg, args) -> int:
+    from .board import board_run
+    return board_run(cfg, Path(args.build_dir), args.board, port=args.port)
+
+
+def cmd_board_bench(cfg, args) -> int:
+    from .board import board_bench
+    board_bench(cfg, Path(args.build_dir), args.board, threads=args.threads, run=not args.no_run)
+    return 0
+
+
+def _board_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--board", default=None, metavar="USER@HOST",
+                   help="the board, e.g. root@192.168.1.50 (default: board.target, else the "
+                        "last deploy)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m toolchain",
                                  description="Sign Language MNIST -> Vitis AI DPU toolchain")
@@ -60,12 +119,53 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("lr-find", help="LR range test: plot and suggested max lr for 1cycle")
     _common(p)
     p.set_defaults(func=cmd_lr_find)
+    p = sub.add_parser("freeze", help="inference-only .h5 and frozen .pb, checked against "
+                       "the float model (build/freeze/)")
+    _common(p)
+    p.set_defaults(func=cmd_stage, stage="freeze")
+    p = sub.add_parser("quantize", help="int8 pof2s quantization, DPU check, accuracy ladder "
+                       "(build/quantize/, build/ladder/)")
+    _common(p)
+    p.set_defaults(func=cmd_stage, stage="quantize")
+    p = sub.add_parser("compile", help="compile the quantized model for the DPU "
+                       "(build/compile/; needs the Vitis AI image)")
+    _common(p)
+    p.set_defaults(func=cmd_compile)
+    p = sub.add_parser("shell", help="interactive shell in the Vitis AI container "
+                       "(same mounts, user and env as the docker runner)")
+    _common(p)
+    p.set_defaults(func=cmd_shell)
     p = sub.add_parser("config", help="print the resolved config (or list every key)")
     _common(p)
     p.add_argument("--write-if-changed", metavar="FILE",
                    help="write the resolved config to FILE only if its content changed")
     p.add_argument("--keys", action="store_true", help="list every key with its default")
+    p.add_argument("--sections", nargs="+", metavar="SECTION",
+                   help="only these top-level sections (with --write-if-changed: a stage's inputs)")
     p.set_defaults(func=cmd_config)
+    p = sub.add_parser("show", help="print the figures of a finished stage (e.g. show train)")
+    _common(p)
+    p.add_argument("stage", choices=["train"])
+    p.set_defaults(func=cmd_show)
+    p = sub.add_parser("deploy", help="check the board's DPU fingerprint, then copy the xmodel, "
+                       "manifest, labels, test CSV and dpu_app/ to it (scp -r)")
+    _common(p)
+    _board_arg(p)
+    p.set_defaults(func=cmd_deploy)
+    p = sub.add_parser("board-run", help="start the live app with the web viewer on the board "
+                       "and print its URL (Ctrl-C stops it)")
+    _common(p)
+    _board_arg(p)
+    p.add_argument("--port", type=int, default=None, help="viewer port (default: board.port)")
+    p.set_defaults(func=cmd_board_run)
+    p = sub.add_parser("board-bench", help="benchmark the xmodel on the board over the test CSV; "
+                       "fills the board rung of build/ladder/")
+    _common(p)
+    _board_arg(p)
+    p.add_argument("--threads", type=int, default=2, help="runner threads (ZCU104: 2 DPU cores)")
+    p.add_argument("--no-run", action="store_true",
+                   help="only refill the ladder from an existing build/board/bench.json")
+    p.set_defaults(func=cmd_board_bench)
     return ap
 
 

@@ -22,13 +22,16 @@ import yaml
 
 from .errors import ConfigError
 
+# typing.Union, and X | Y unions on Python >= 3.10 (the container's TF2 env is Python 3.8)
+_UNION_TYPES = tuple({typing.Union, getattr(types, "UnionType", typing.Union)})
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config" / "default.yaml"
 
 
-def opt(default, help: str = "", choices=None, min=None, max=None):
+def opt(default, help: str = "", choices=None, min=None, max=None, hex=False):
     """A config field with its documentation and constraints."""
-    meta = {"help": help, "choices": choices, "min": min, "max": max}
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "hex": hex}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: json.loads(json.dumps(d)), metadata=meta)
     return field(default=default, metadata=meta)
@@ -54,7 +57,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     """The DPU-friendly CNN: stages of Conv-BN-ReLU, pooling, a dense or conv head, logits out."""
-    widths: list[int] = opt([16, 32, 64], "output channels of each conv stage (<= 4096)")
+    widths: typing.List[int] = opt([16, 32, 64], "output channels of each conv stage (<= 4096)")
     convs_per_stage: int = opt(2, "Conv-BN-ReLU blocks per stage", min=1, max=4)
     kernel_size: int = opt(3, "conv kernel size (DPU limit 1..16)", min=1, max=16)
     pool: str = opt("max", "down-sampling between stages", choices=["max", "avg"])
@@ -93,7 +96,7 @@ class ScheduleConfig:
     div_factor: float = opt(25.0, "onecycle: start lr = lr / div_factor", min=1.0)
     final_div_factor: float = opt(1000.0, "onecycle: end lr = start lr / final_div_factor",
                                   min=1.0)
-    momentum_range: typing.Optional[list[float]] = opt(
+    momentum_range: typing.Optional[typing.List[float]] = opt(
         [0.85, 0.95], "onecycle: [low, high] momentum (adam: beta_1), cycled inversely to lr;"
         " null keeps it fixed")
 
@@ -132,7 +135,7 @@ class TrainConfig:
                     "computed from logits (softmax lives in the loss, not the model)",
                     choices=["sparse_categorical_crossentropy", "categorical_crossentropy"])
     label_smoothing: float = opt(0.0, "categorical_crossentropy only", min=0.0, max=0.5)
-    metrics: list[str] = opt(["accuracy"], "accuracy and/or top3_accuracy",
+    metrics: typing.List[str] = opt(["accuracy"], "accuracy and/or top3_accuracy",
                              choices=["accuracy", "top3_accuracy"])
     optimizer: OptimizerConfig = section(OptimizerConfig)
     lr_schedule: ScheduleConfig = section(ScheduleConfig)
@@ -159,15 +162,20 @@ class LrFindConfig:
 @dataclass
 class DockerConfig:
     """The Vitis AI container the docker runner uses."""
-    image: str = opt("xilinx/vitis-ai-tensorflow2-cpu:3.5.0.001-1eed93cde",
-                     "Vitis AI image with a pinned tag (not latest)")
+    image: str = opt("xilinx/vitis-ai-tensorflow2-cpu:ubuntu2004-3.5.0.300",
+                     "Vitis AI image, pinned tag, not latest (default: the 3.5 TF2 CPU tag public "
+                     "projects pull from Docker Hub; unverified here, see docker/README.md)")
     conda_env: str = opt("vitis-ai-tensorflow2", "conda env activated inside the container "
                          "(vitis-ai-tensorflow for the TF1 flow)")
     conda_sh: str = opt("/opt/vitis_ai/conda/etc/profile.d/conda.sh",
                         "conda's activation script in the image; plain python3 if absent")
     gpu: bool = opt(False, "pass --gpus all (only for a locally built GPU image)")
     shm: bool = opt(True, "mount /dev/shm like docker_run.sh")
-    extra_env: dict[str, str] = opt({}, "extra environment variables for the container")
+    extra_env: typing.Dict[str, str] = opt({}, "extra environment variables for the container")
+    network: str = opt("host", "container network (docker_run.sh uses host)",
+                       choices=["host", "bridge", "none"])
+    stop_timeout: int = opt(10, "seconds Ctrl-C waits for the container to stop before it is "
+                            "killed", min=0, max=600)
 
 
 @dataclass
@@ -191,7 +199,7 @@ class CompileConfig:
     board: str = opt("zcu104", "zcu104 | zcu102 | kv260 | custom (uses fingerprint)",
                      choices=["zcu104", "zcu102", "kv260", "custom"])
     fingerprint: typing.Optional[str] = opt(None, "custom target: the board's DPU fingerprint "
-                                            "(xdputil query), e.g. 0x101000056010407")
+                                            "(xdputil query), e.g. 0x101000056010407", hex=True)
     arch_dir: str = opt("/opt/vitis_ai/compiler/arch/DPUCZDX8G",
                         "where the image keeps <BOARD>/arch.json")
     name: str = opt("signnet", "xmodel name")
@@ -199,6 +207,13 @@ class CompileConfig:
                                     "subgraphs", min=1)
     vitis_ai_version: str = opt("3.5", "Vitis AI release of the image (recorded in the "
                                 "manifest)")
+    input_shape: str = opt("1,28,28,1", "tf2 flow: N,H,W,C passed as --options "
+                           "'{\"input_shape\": ...}' to vai_c_tensorflow2")
+    check_fingerprint: bool = opt(True, "fail unless the compiled DPU fingerprint equals the "
+                                  "known one for board + vitis_ai_version (compile/targets.py),"
+                                  " or compile.fingerprint for board custom")
+    tool_dir: typing.Optional[str] = opt(None, "folder holding vai_c_tensorflow2 / "
+                                         "vai_c_tensorflow inside the image; null: use PATH")
 
 
 @dataclass
@@ -206,7 +221,7 @@ class BoardConfig:
     """The board that deploy/board-run/board-bench talk to over ssh."""
     target: typing.Optional[str] = opt(None, "user@host of the board (make deploy BOARD=...)")
     remote_dir: str = opt("/home/root/signlang", "where the app is copied on the board")
-    ssh_options: list[str] = opt(["-o", "ConnectTimeout=10", "-o", "BatchMode=yes"],
+    ssh_options: typing.List[str] = opt(["-o", "ConnectTimeout=10", "-o", "BatchMode=yes"],
                                  "extra ssh/scp options")
     port: int = opt(8080, "web viewer port on the board", min=1, max=65535)
 
@@ -231,7 +246,7 @@ class Config:
 
 def _type_name(tp) -> str:
     origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
+    if origin in _UNION_TYPES:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return f"{_type_name(args[0])} or null"
     if origin is list:
@@ -248,7 +263,7 @@ def _convert(value, tp, key: str, meta: dict, source: str):
         raise ConfigError(f"config key '{key}' in {source}: {why}")
 
     origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
+    if origin in _UNION_TYPES:
         if value is None:
             return None
         inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
@@ -280,6 +295,8 @@ def _convert(value, tp, key: str, meta: dict, source: str):
             fail(f"expected a number, got {value!r}")
         value = float(value)
     elif tp is str:
+        if meta.get("hex") and isinstance(value, int) and not isinstance(value, bool):
+            value = hex(value)          # YAML reads an unquoted 0x... as an integer
         if not isinstance(value, str):
             fail(f"expected a string, got {value!r}")
     choices = meta.get("choices")
@@ -410,3 +427,24 @@ def describe(cls=Config, prefix: str = "") -> list[tuple[str, str, object]]:
         else:
             rows.append((key, f.metadata.get("help", ""), val))
     return rows
+
+
+def template(cls=Config, indent: int = 0) -> str:
+    """The documented YAML of every key with its default (config/default.yaml is made from it)."""
+    lines = []
+    pad = "  " * indent
+    inst = cls()
+    for f in dataclasses.fields(cls):
+        val = getattr(inst, f.name)
+        help_ = f.metadata.get("help", "")
+        if dataclasses.is_dataclass(val):
+            if indent == 0:
+                lines.append("")
+            lines.append(f"{pad}# {help_.strip()}" if help_ else "")
+            lines.append(f"{pad}{f.name}:")
+            lines.append(template(type(val), indent + 1))
+        else:
+            dumped = yaml.safe_dump({f.name: val}, default_flow_style=True, width=1000).strip()
+            dumped = dumped[1:-1] if dumped.startswith("{") else dumped
+            lines.append(f"{pad + dumped:<40s} # {help_}" if help_ else f"{pad}{dumped}")
+    return "\n".join(line for line in lines if line is not None)

@@ -4,6 +4,7 @@ Every stage raises `UserError` for a bad input (file, config, model, camera, boa
 The CLI prints `error: <message>` and exits with `exit_code`; anything else is a bug and
 keeps its traceback.
 """
+from __future__ import annotations
 
 
 class UserError(Exception):

@@ -1,34 +1,60 @@
 """The runner seam: where a stage runs.
 
 A stage is a plain function `fn(cfg, build_dir: Path) -> dict` registered in `STAGES`. The
-runner decides where it executes: `host` calls it in this process; `docker` runs the same
-stage inside the Vitis AI image (toolchain/docker_runner.py); `board` stages go over ssh.
+runner decides where it executes (cfg.runner):
+- `host`: called in this process;
+- `docker`: the same stage runs inside the Vitis AI image (toolchain/docker_runner.py) as
+  `python -m toolchain <command> --set runner=host ...`; no engine or no image is one clear
+  error line;
+- `auto`: the container when an engine answers and the image is on this machine, otherwise the
+  host, with a one-line notice saying why.
+A stage that needs the container (compile) and finds itself on the host stops with its own
+clear error line. `board` stages go over ssh (not here).
 """
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Dict, Optional
 
 
 @dataclass(frozen=True)
 class Stage:
-    target: str                  # "module:function"
+    target: str                    # "module:function"
     needs_container: bool = False  # e.g. compile: the compiler only exists in the image
     description: str = ""
+    command: str = ""              # CLI sub-command; default: the stage name with - for _
 
     def load(self):
         mod, _, fn = self.target.partition(":")
         return getattr(importlib.import_module(mod), fn)
 
 
-STAGES: dict[str, Stage] = {
+STAGES: Dict[str, Stage] = {
     "train": Stage("model.train:train", description="train the float model"),
     "lr_find": Stage("model.lrfind:lr_find", description="LR range test"),
+    "freeze": Stage("quantize.freeze:freeze", description="freeze the float model (TF1 flow)"),
+    "quantize": Stage("quantize.quantize:quantize", description="quantize (vai_q pof2s)"),
+    "compile": Stage("compile.compile:compile_stage", needs_container=True,
+                     description="compile for the DPU and write the deploy manifest"),
 }
 
 
-def run_stage(name: str, cfg, args) -> int:
+def cli_command(name: str) -> str:
+    return STAGES[name].command or name.replace("_", "-")
+
+
+def run_stage(name: str, cfg, args, client_factory: Optional[Callable] = None) -> int:
+    """Run stage `name` where cfg.runner says; 0 on the host, the container's exit status in
+    the container (non-zero propagates to the CLI's exit code)."""
     stage = STAGES[name]
-    stage.load()(cfg, Path(args.build_dir))
+    build_dir = Path(args.build_dir)
+    if cfg.runner != "host":
+        from . import docker_runner
+        where, client = docker_runner.choose(cfg, name, connect_fn=client_factory)
+        if where == "docker":
+            return docker_runner.run_in_container(name, cli_command(name), cfg, build_dir,
+                                                  client)
+    stage.load()(cfg, build_dir)
     return 0

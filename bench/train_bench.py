@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Benchmark: train a config from scratch in a fresh build dir; print test accuracy and wall time.
+
+    python bench/train_bench.py [--config C] [--set k=v ...] [--runs N] [--keep DIR]
+
+Runs `python -m toolchain train` as a user would (data loading, training, evaluation, reports
+included in the wall time) and prints one line per run plus the machine it ran on.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default=None)
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--build-dir", default=None, help="ignored: each run uses a fresh dir")
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--keep", default=None, help="keep the last run's build dir here")
+    a = ap.parse_args()
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, {platform.platform()}")
+    results = []
+    for i in range(a.runs):
+        build = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="train-bench-"))
+        cmd = [sys.executable, "-m", "toolchain", "train", "--build-dir", str(build),
+               "--set", "train.progress=none"]
+        if a.config:
+            cmd += ["--config", a.config]
+        for o in a.overrides:
+            cmd += ["--set", o]
+        t0 = time.monotonic()
+        r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        wall = time.monotonic() - t0
+        if r.returncode != 0:
+            print(r.stdout[-2000:], r.stderr[-2000:], sep="\n")
+            return r.returncode
+        m = json.loads((build / "train" / "metrics.json").read_text())
+        results.append((m["test_accuracy"], wall))
+        print(f"run {i + 1}: test accuracy {m['test_accuracy'] * 100:.2f}% on "
+              f"{m['test_images']:,} images; wall time {wall:.0f}s ({wall / 60:.1f} min) for "
+              f"{m['epochs_run']} epochs, training {m['train_seconds']:.0f}s")
+    if len(results) > 1:
+        accs = [r[0] for r in results]
+        walls = [r[1] for r in results]
+        print(f"mean: test accuracy {sum(accs) / len(accs) * 100:.2f}% "
+              f"(min {min(accs) * 100:.2f}%), wall {sum(walls) / len(walls):.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""LR range test (Smith 2015/2018; the fastai "lr_find"): `make lr-find`.
+
+Trains a fresh copy of the configured model for `lr_find.num_batches` batches while the
+learning rate grows exponentially from start_lr to end_lr, records the (smoothed) loss and
+stops early once the loss explodes. Suggests a peak learning rate for 1cycle: one tenth of the
+lr at the smoothed-loss minimum (Smith's rule of thumb, still on the descending part of the
+curve); the lr of steepest descent is shown too. Writes `<build>/lr_find/`: lr_find.png,
+lr_find.csv, lr_find.json.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from model import data as D
+from model import reports
+from model.augment import AugmentSampler
+from toolchain.artifacts import atomic_write_json, atomic_write_text, provenance, staged_dir
+
+
+def sweep_lrs(start: float, end: float, n: int) -> np.ndarray:
+    return start * (end / start) ** (np.arange(n) / max(n - 1, 1))
+
+
+def smooth(losses, beta: float) -> np.ndarray:
+    """Bias-corrected exponential moving average (as in fastai)."""
+    out, avg = [], 0.0
+    for i, v in enumerate(losses, start=1):
+        avg = beta * avg + (1 - beta) * v
+        out.append(avg / (1 - beta ** i))
+    return np.array(out)
+
+
+def suggest(lrs: np.ndarray, smoothed: np.ndarray) -> tuple[float, float]:
+    """(suggested peak lr for 1cycle, lr of steepest descent)."""
+    skip = max(len(lrs) // 10, 1)             # the first batches are noise
+    i_min = skip + int(np.argmin(smoothed[skip:]))
+    grads = np.gradient(smoothed, np.log(lrs))
+    i_steep = skip + int(np.argmin(grads[skip:i_min + 1])) if i_min > skip else i_min
+    return float(lrs[i_min] / 10), float(lrs[i_steep])
+
+
+def lr_find(cfg, build_dir: str | Path) -> dict:
+    from model.train import Steps, configure_tf, make_loss, make_optimizer
+
+    c = cfg.lr_find
+    splits = D.load_splits(cfg.data, cfg.seed)
+    tf = configure_tf(cfg)
+    from model.net import build_model
+    model = build_model(cfg.model, seed=cfg.seed)
+    opt, _ = make_optimizer(cfg.train.optimizer, cfg.train.lr_schedule)
+    steps = Steps(model, opt, make_loss(cfg.train))
+    rng = np.random.default_rng(cfg.seed)
+    sampler = AugmentSampler(cfg.train.augment, rng)
+    lrs = sweep_lrs(c.start_lr, c.end_lr, c.num_batches)
+    bs, n = cfg.train.batch_size, len(splits.train)
+    order = rng.permutation(n)
+    pos = 0
+    losses = []
+    t0 = time.monotonic()
+    print(f"LR range test: {c.num_batches} batches of {bs}, lr {c.start_lr:g} -> {c.end_lr:g} "
+          f"({cfg.train.optimizer.name})", flush=True)
+    stopped = None
+    for i, lr in enumerate(lrs):
+        if pos + bs > n:
+            order, pos = rng.permutation(n), 0
+        idx = order[pos:pos + bs]
+        pos += bs
+        opt.learning_rate = float(lr)
+        loss, _ = steps.train_step(splits.train.x[idx], splits.train.y[idx], *sampler.sample(len(idx)))
+        loss = float(loss)
+        losses.append(loss)
+        sm = smooth(losses, c.smoothing)
+        if not math.isfinite(loss) or (i > 10 and sm[-1] > c.diverge * sm.min()):
+            stopped = i + 1
+            print(f"  loss diverged at lr {lr:.3g} (batch {i + 1}); stopping", flush=True)
+            break
+        if (i + 1) % 50 == 0:
+            print(f"  batch {i + 1:4d}  lr {lr:.3g}  loss {sm[-1]:.4f}", flush=True)
+    del tf
+    lrs = lrs[:len(losses)]
+    finite = np.isfinite(losses)
+    lrs, losses = lrs[finite], np.array(losses)[finite]
+    sm = smooth(losses, c.smoothing)
+    suggestion, steepest = suggest(lrs, sm)
+    out = Path(build_dir) / "lr_find"
+    result = {"suggested_max_lr": suggestion, "steepest_lr": steepest,
+              "min_loss_lr": float(lrs[int(np.argmin(sm))]), "batches": len(losses),
+              "stopped_at_batch": stopped, "seconds": round(time.monotonic() - t0, 1)}
+    with staged_dir(out) as stage:
+        rows = "lr,loss,smoothed_loss\n" + "".join(
+            f"{a:.6g},{b:.6f},{s:.6f}\n" for a, b, s in zip(lrs, losses, sm))
+        atomic_write_text(stage / "lr_find.csv", rows)
+        reports.plot_lr_find(lrs, losses, sm, suggestion, stage / "lr_find.png", steepest)
+        atomic_write_json(stage / "lr_find.json", result)
+        atomic_write_json(stage / "provenance.json", provenance(
+            "lr_find", cfg, inputs={"train_csv": {"path": cfg.data.train_csv,
+                                                  "sha256": splits.train.sha256}}))
+    print(f"suggested max lr for 1cycle: {suggestion:.2g} (steepest descent at {steepest:.2g}); "
+          f"set train.lr_schedule.lr, e.g. make train SET=\"train.lr_schedule.lr={suggestion:.2g}\"")
+    print(f"plot: {out / 'lr_find.png'}")
+    return result

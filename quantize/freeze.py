@@ -1,0 +1,186 @@
+"""Freeze: the trained model -> inference-only artifacts for both Vitis AI flows.
+
+- `<build>/freeze/inference.h5`: the Keras model with Dropout removed (augmentation never was in
+  the model), for the TF2 flow (vai_q_tensorflow2).
+- `<build>/freeze/frozen.pb`: a frozen GraphDef (variables -> constants) for the TF1 flow
+  (vai_q_tensorflow, TF 1.15), with attributes TF 1.15 does not know stripped (e.g.
+  FusedBatchNormV3.exponential_avg_factor, Vitis-AI-Tutorials #62) and every op/attr checked
+  against what TF 1.15 defines.
+- `<build>/freeze/io.json`: input/output node names and shapes; `metrics.json`: the max abs
+  difference of both artifacts' outputs against the float model on real test images, and the
+  frozen graph's accuracy on the test set.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from model import data as D
+from toolchain.artifacts import atomic_write_json, provenance, staged_dir
+from toolchain.errors import UserError
+
+# Ops this model's frozen graph may contain, with the attributes TF 1.15 defines for them.
+TF115_ATTRS = {
+    "Placeholder": {"dtype", "shape"},
+    "NoOp": set(),
+    "Const": {"dtype", "value"},
+    "Identity": {"T"},
+    "Conv2D": {"T", "strides", "use_cudnn_on_gpu", "padding", "explicit_paddings",
+               "data_format", "dilations"},
+    "BiasAdd": {"T", "data_format"},
+    "FusedBatchNormV3": {"T", "U", "epsilon", "data_format", "is_training"},
+    "Relu": {"T"},
+    "MaxPool": {"T", "ksize", "strides", "padding", "data_format"},
+    "AvgPool": {"T", "ksize", "strides", "padding", "data_format"},
+    "Mean": {"T", "Tidx", "keep_dims"},
+    "Reshape": {"T", "Tshape"},
+    "Shape": {"T", "out_type"},
+    "StridedSlice": {"T", "Index", "begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask",
+                     "shrink_axis_mask"},
+    "Pack": {"T", "N", "axis"},
+    "MatMul": {"T", "transpose_a", "transpose_b"},
+    "Mul": {"T"}, "Add": {"T"}, "AddV2": {"T"}, "Sub": {"T"}, "Rsqrt": {"T"},
+}
+# Attributes added after TF 1.15 that are safe to drop when they hold their default; internal
+# attributes (leading underscore, e.g. Identity._has_manual_control_dependencies) go too.
+STRIPPABLE = {
+    ("FusedBatchNormV3", "exponential_avg_factor"): lambda a: a.f == 1.0,
+    ("MaxPool", "explicit_paddings"): lambda a: len(a.list.i) == 0,
+    ("AvgPool", "explicit_paddings"): lambda a: len(a.list.i) == 0,
+}
+
+H5_FILE, PB_FILE = "inference.h5", "frozen.pb"
+
+
+def strip_dropout(model):
+    """A copy of a chain model without Dropout layers, sharing the trained layers' weights."""
+    import tensorflow as tf
+    for layer in model.layers:
+        if len(layer._inbound_nodes) > 1 or any(
+                isinstance(n.inbound_layers, (list, tuple)) and len(n.inbound_layers) > 1
+                for n in layer._inbound_nodes):
+            raise UserError(f"freeze: layer '{layer.name}' has several inputs; only chain "
+                            f"models (like model/net.py builds) can be frozen here")
+    inp = tf.keras.Input(shape=model.input_shape[1:], name=model.inputs[0].name.split(":")[0])
+    x = inp
+    for layer in model.layers[1:]:
+        if isinstance(layer, tf.keras.layers.Dropout):
+            continue
+        x = layer(x)
+    return tf.keras.Model(inp, x, name=model.name)
+
+
+def tf115_problems(graph_def) -> tuple[list[str], list[str]]:
+    """(stripped attr notes, remaining problems) after removing strippable attrs in place."""
+    stripped, problems = [], []
+    for node in graph_def.node:
+        known = TF115_ATTRS.get(node.op)
+        if known is None:
+            problems.append(f"{node.name}: op {node.op} is not in the TF 1.15 op set checked here")
+            continue
+        for attr in list(node.attr):
+            if attr in known:
+                continue
+            at_default = STRIPPABLE.get((node.op, attr))
+            if attr.startswith("_") or (at_default and at_default(node.attr[attr])):
+                del node.attr[attr]
+                stripped.append(f"{node.op}.{attr}")
+            else:
+                problems.append(f"{node.name}: attribute {node.op}.{attr} is unknown to TF 1.15")
+    return sorted(set(stripped)), problems
+
+
+def freeze_graph(model):
+    """Frozen GraphDef of `model` (batch dim free) plus its input/output node names."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2)
+    in_name = model.inputs[0].name.split(":")[0]
+    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name=in_name)
+    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    frozen = convert_variables_to_constants_v2(fn)
+    gd = frozen.graph.as_graph_def()
+    inputs = [t.name.split(":")[0] for t in frozen.inputs]
+    outputs = [t.name.split(":")[0] for t in frozen.outputs]
+    # Name the output node after the model's output layer ("logits") for readability.
+    out_node = next(n for n in gd.node if n.name == outputs[0])
+    if out_node.op == "Identity":
+        out_node.name = "logits"
+        for n in gd.node:
+            n.input[:] = ["logits" if i == outputs[0] else i for i in n.input]
+        outputs = ["logits"]
+    return gd, inputs, outputs
+
+
+def run_frozen(graph_def, in_name: str, out_name: str, x: np.ndarray, batch: int = 1024):
+    """Run a frozen GraphDef with tf.compat.v1 (as the TF1 tools load it)."""
+    import tensorflow as tf
+    g = tf.Graph()
+    with g.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=g) as s:
+        t_in = g.get_tensor_by_name(in_name + ":0")
+        t_out = g.get_tensor_by_name(out_name + ":0")
+        return np.concatenate([s.run(t_out, {t_in: x[i:i + batch]})
+                               for i in range(0, len(x), batch)])
+
+
+def freeze(cfg, build_dir: str | Path) -> dict:
+    from model.train import configure_tf, MODEL_FILE
+    build_dir = Path(build_dir)
+    src = build_dir / "train" / MODEL_FILE
+    if not src.exists():
+        raise UserError(f"{src} does not exist: run 'make train' first")
+    t0 = time.monotonic()
+    tf = configure_tf(cfg)
+    try:
+        model = tf.keras.models.load_model(str(src), compile=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{src}: not a loadable Keras .h5 ({e}); run 'make train' again") from None
+    test = D.load_test_set(cfg.data)
+    inference = strip_dropout(model)
+    gd, inputs, outputs = freeze_graph(inference)
+    stripped, problems = tf115_problems(gd)
+    if problems:
+        raise UserError("freeze: the frozen graph has what TF 1.15 cannot read: "
+                        + "; ".join(problems[:5]))
+    ref = model.predict(test.x, batch_size=1024, verbose=0)
+    out_dir = build_dir / "freeze"
+    with staged_dir(out_dir) as stage:
+        inference.save(str(stage / H5_FILE), include_optimizer=False, save_format="h5")
+        (stage / PB_FILE).write_bytes(gd.SerializeToString())
+        reloaded = tf.keras.models.load_model(str(stage / H5_FILE), compile=False)
+        h5_out = reloaded.predict(test.x, batch_size=1024, verbose=0)
+        pb_gd = tf.compat.v1.GraphDef()
+        pb_gd.ParseFromString((stage / PB_FILE).read_bytes())
+        pb_out = run_frozen(pb_gd, inputs[0], outputs[0], test.x)
+        io = {"input": inputs[0], "output": outputs[0], "input_shape": [None, 28, 28, 1],
+              "output_shape": [None, D.NUM_CLASSES], "input_range": [0.0, 1.0],
+              "output_kind": "logits"}
+        atomic_write_json(stage / "io.json", io)
+        metrics = {
+            "images": len(test),
+            "max_abs_diff_h5": float(np.abs(h5_out - ref).max()),
+            "max_abs_diff_pb": float(np.abs(pb_out - ref).max()),
+            "float_accuracy": float((ref.argmax(1) == test.y).mean()),
+            "frozen_accuracy": float((pb_out.argmax(1) == test.y).mean()),
+            "inference_h5_accuracy": float((h5_out.argmax(1) == test.y).mean()),
+            "dropout_layers_removed": len(model.layers) - len(inference.layers),
+            "tf115_attrs_stripped": stripped,
+            "nodes": len(pb_gd.node),
+            "seconds": round(time.monotonic() - t0, 1),
+        }
+        atomic_write_json(stage / "metrics.json", metrics)
+        atomic_write_json(stage / "provenance.json", provenance(
+            "freeze", cfg, inputs={"model": {"path": str(src)},
+                                   "test_csv": {"path": cfg.data.test_csv, "sha256": test.sha256}}))
+    print(f"frozen: {out_dir / PB_FILE} (input '{inputs[0]}', output '{outputs[0]}', "
+          f"{metrics['nodes']} nodes; stripped for TF 1.15: {', '.join(stripped) or 'nothing'})")
+    print(f"inference model: {out_dir / H5_FILE} ({metrics['dropout_layers_removed']} Dropout "
+          f"layers removed)")
+    print(f"check on {len(test):,} test images: max |diff| vs float model: .h5 "
+          f"{metrics['max_abs_diff_h5']:.2e}, .pb {metrics['max_abs_diff_pb']:.2e}; "
+          f"frozen accuracy {metrics['frozen_accuracy'] * 100:.2f}%")
+    return metrics

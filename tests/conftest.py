@@ -1,0 +1,31 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+# A small real training run shared by the tests that need a trained model (a few seconds of
+# TF on 2,400 rows; chance is 1/24, the run reaches well above it).
+QUICK_TRAIN = ["--set", "data.train_limit=2400", "--set", "data.test_limit=1200",
+               "--set", "train.progress=none", "--set", "train.early_stopping.enabled=false"]
+
+
+@pytest.fixture(scope="session")
+def small_build(tmp_path_factory):
+    import subprocess
+    build = tmp_path_factory.mktemp("small_build")
+    r = subprocess.run([sys.executable, "-m", "toolchain", "train", "--build-dir", str(build),
+                        *QUICK_TRAIN, "--set", "train.epochs=4"], cwd=REPO,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return build, r

@@ -1,0 +1,450 @@
+"""Board tooling (toolchain/board.py), tested by contract: NOT YET RUN ON A REAL BOARD.
+
+- `xdputil query` parsing runs on real board output (tests/fixtures/board/*.json; each file
+  names its source URL): a Vitis AI 3.0 image (ZCU102, same DPU release as the ZCU104 3.0
+  image), a 2.5 image (KV260), and a failing query (Vitis-AI issue #1215).
+- ssh/scp command lines are checked exactly.
+- The whole deploy / board-run / board-bench flow runs against a fake `ssh`/`scp` put first on
+  PATH (tests/fixtures/board/fake_ssh.py): it prints the real captures, records every argv
+  and copies files into a local folder standing for the board. Nothing touches the network;
+  the board address is from TEST-NET-1 (192.0.2.0/24, never routed).
+
+With a real board: BOARD=root@<ip> .venv/bin/python -m pytest -m board tests/test_board.py
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from toolchain import board as B
+from toolchain.cli import main as cli_main
+from toolchain.config import load_config
+from toolchain.errors import UserError
+
+FIX = Path(__file__).resolve().parent / "fixtures" / "board"
+REPO = Path(__file__).resolve().parent.parent
+TARGET = "root@192.0.2.10"
+FP3 = 0x101000056010407
+FP25 = 0x101000016010407
+OPTS = ["-o", "ConnectTimeout=10", "-o", "BatchMode=yes"]
+
+
+def capture(name: str) -> dict:
+    return json.loads((FIX / name).read_text())
+
+
+# ----------------------------------------------------------------------------- parsing
+
+def test_parse_real_vai30_query():
+    cap = capture("xdputil_query_zcu102_vai3.0.json")
+    assert cap["source"].startswith("https://github.com/")
+    info = B.parse_xdputil_query(cap["stdout"])
+    assert info.fingerprints == [FP3, FP3, FP3]          # the softmax CU (0x0) is skipped
+    assert info.archs == ["DPUCZDX8G_ISA1_B4096"] * 3
+    assert info.ip_version == "v4.1.0" and info.vai_version == "3.0.0"
+    # a serial-console transcript (glog lines first, then JSON) parses the same
+    info2 = B.parse_xdputil_query(cap["stderr"] + cap["stdout"] + "root@xilinx-zcu102-20222:~# ")
+    assert info2.fingerprints == info.fingerprints
+
+
+def test_parse_real_vai25_query():
+    cap = capture("xdputil_query_kv260_vai2.5.json")
+    info = B.parse_xdputil_query(cap["stdout"])
+    assert info.fingerprints == [FP25] and info.vai_version == "2.5.0"
+    assert info.ip_version == "v4.0.0"
+    assert "2.5-era" in B.describe_fingerprint(FP25) and "3.0" in B.describe_fingerprint(FP3)
+
+
+@pytest.mark.parametrize("text", ["", "Segmentation fault", '{"kernels": []}',
+                                  '{"kernels": [{"DPU Arch": "", "fingerprint": "0x0"}]}'])
+def test_parse_rejects_output_without_a_dpu(text):
+    with pytest.raises(ValueError):
+        B.parse_xdputil_query(text)
+
+
+def test_fingerprints_compare_as_numbers():
+    info = B.parse_xdputil_query('{"kernels": [{"DPU Arch": "DPUCZDX8G_ISA1_B4096", '
+                                 '"fingerprint": "0x0101000056010407"}]}')
+    B.check_fingerprint(info, FP3, TARGET, Path("x.xmodel"))   # leading zero: same value
+
+
+# ----------------------------------------------------------------------------- command lines
+
+def test_ssh_and_scp_command_lines_are_exact():
+    cfg = load_config(None)
+    assert B.ssh_argv(cfg, TARGET, B.XDPUTIL_QUERY) == [
+        "ssh", *OPTS, TARGET,
+        "if command -v xdputil >/dev/null 2>&1; then xdputil query; "
+        "else python3 -m xdputil query; fi"]
+    assert B.ssh_argv(cfg, TARGET, "true", tty=True) == ["ssh", *OPTS, "-tt", TARGET, "true"]
+    assert B.scp_argv(cfg, ["a", "b"], f"{TARGET}:/x/") == ["scp", "-r", *OPTS, "a", "b",
+                                                            f"{TARGET}:/x/"]
+    assert B.scp_argv(cfg, ["a"], "d", legacy=True) == ["scp", "-r", "-O", *OPTS, "a", "d"]
+    # BatchMode / ConnectTimeout are kept even when the user's options leave them out
+    cfg2 = load_config(None, ["board.ssh_options=[-o, Port=2222, -i, /k/id_ed25519]"])
+    assert B.ssh_options(cfg2) == ["-o", "Port=2222", "-i", "/k/id_ed25519",
+                                   "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+    cfg3 = load_config(None, ["board.ssh_options=[-o, ConnectTimeout=3, -o, BatchMode=yes]"])
+    assert B.ssh_options(cfg3) == ["-o", "ConnectTimeout=3", "-o", "BatchMode=yes"]
+
+
+def test_remote_app_command_lines_are_exact():
+    cfg = load_config(None)
+    assert B.run_app_command(cfg, "signnet.xmodel") == (
+        "exec python3 /home/root/signlang/dpu_app/app.py "
+        "--model /home/root/signlang/model/signnet.xmodel "
+        "--manifest /home/root/signlang/model/manifest.json --web --host 0.0.0.0 --port 8080")
+    assert B.bench_command(cfg, "signnet.xmodel", 2) == (
+        "mkdir -p /home/root/signlang/results && python3 /home/root/signlang/dpu_app/app.py "
+        "--model /home/root/signlang/model/signnet.xmodel "
+        "--manifest /home/root/signlang/model/manifest.json --bench "
+        "--csv /home/root/signlang/data/sign_mnist_test.csv "
+        "--json /home/root/signlang/results/bench.json --threads 2")
+    odd = load_config(None, ["board.remote_dir=/home/root/my app", "board.port=9000"])
+    assert B.run_app_command(odd, "n.xmodel") == (
+        "exec python3 '/home/root/my app/dpu_app/app.py' --model '/home/root/my app/model/n.xmodel'"
+        " --manifest '/home/root/my app/model/manifest.json' --web --host 0.0.0.0 --port 9000")
+
+
+@pytest.mark.parametrize("good", ["root@192.168.1.50", "root@zcu104.local", "zcu104",
+                                  "root@[fe80::1]", "petalinux@10.0.0.2"])
+def test_good_targets(good):
+    assert B.check_target(good) == good
+
+
+@pytest.mark.parametrize("bad", ["", "root@", "-oProxyCommand=sh", "root@host; rm -rf /",
+                                 "root@a b", "@host", "root@host:22"])
+def test_bad_targets_are_one_clear_line(bad):
+    with pytest.raises(UserError, match="BOARD=root@<board-ip>"):
+        B.check_target(bad)
+
+
+def test_viewer_url():
+    assert B.viewer_url("root@192.168.1.50", 8080) == "http://192.168.1.50:8080/"
+    assert B.viewer_url("root@[fe80::1]", 80) == "http://[fe80::1]:80/"
+
+
+# ----------------------------------------------------------------------------- fake board
+
+class FakeBoard:
+    def __init__(self, tmp_path: Path, monkeypatch):
+        self.root = tmp_path / "board-fs"
+        self.root.mkdir()
+        self.log = tmp_path / "ssh-calls.jsonl"
+        self.log.touch()
+        bindir = tmp_path / "bin"
+        bindir.mkdir()
+        body = (FIX / "fake_ssh.py").read_text()
+        for name in ("ssh", "scp"):
+            p = bindir / name
+            p.write_text(f"#!{sys.executable}\n{body}")
+            p.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+        monkeypatch.setenv("FAKE_BOARD_ROOT", str(self.root))
+        monkeypatch.setenv("FAKE_BOARD_LOG", str(self.log))
+        self.use_capture("xdputil_query_zcu102_vai3.0.json")
+        for k in ("FAKE_SSH_FAIL", "FAKE_SCP_NO_SFTP", "FAKE_BENCH", "FAKE_BENCH_EXIT"):
+            monkeypatch.delenv(k, raising=False)
+        self.monkeypatch = monkeypatch
+
+    def use_capture(self, name: str):
+        os.environ["FAKE_XDPUTIL"] = str(FIX / name)
+
+    def set(self, **env):
+        for k, v in env.items():
+            self.monkeypatch.setenv(k, v)
+
+    def calls(self) -> list[list[str]]:
+        return [json.loads(ln) for ln in self.log.read_text().splitlines()]
+
+    def path(self, remote: str) -> Path:
+        return self.root / remote.lstrip("/")
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_XDPUTIL", "")
+    return FakeBoard(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def app_dir(tmp_path, monkeypatch):
+    """A dpu_app/ folder as the app engineer ships it (app.py stub + the real web.py)."""
+    d = tmp_path / "dpu_app"
+    d.mkdir()
+    (d / "app.py").write_text("# the live app (stub for the deploy test)\n")
+    shutil.copy2(REPO / "dpu_app" / "web.py", d / "web.py")
+    (d / "__pycache__").mkdir()
+    (d / "__pycache__" / "web.cpython-311.pyc").write_bytes(b"junk")
+    monkeypatch.setattr(B, "DPU_APP_DIR", d)
+    return d
+
+
+@pytest.fixture
+def build(tmp_path):
+    """<build>/compile/ as the compile stage leaves it (schema-1 manifest)."""
+    bdir = tmp_path / "build"
+    cdir = bdir / "compile"
+    cdir.mkdir(parents=True)
+    xm = cdir / "signnet.xmodel"
+    xm.write_bytes(b"XMODEL" + bytes(range(256)) * 8)
+    (cdir / "labels.txt").write_text("\n".join("ABCDEFGHIKLMNOPQRSTUVWXY") + "\n")
+    manifest = {"schema": 1, "name": "signnet",
+                "xmodel": {"file": "signnet.xmodel", "sha256": B._sha256(xm)},
+                "board": "zcu104", "target": {"name": "DPUCZDX8G_ISA1_B4096",
+                                              "fingerprint": "0x101000056010407"},
+                "vitis_ai_version": "3.5", "labels_file": "labels.txt"}
+    (cdir / "manifest.json").write_text(json.dumps(manifest))
+    return bdir
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    csv = tmp_path / "test.csv.gz"
+    with gzip.open(csv, "wt") as f:
+        f.write("label,pixel1\n3,7\n")          # deploy only copies it (decompressed)
+    return load_config(None, [f"data.test_csv={csv}"])
+
+
+def quiet(*a, **k):
+    pass
+
+
+# ----------------------------------------------------------------------------- deploy
+
+def test_deploy_checks_fingerprint_then_copies_the_bundle(fake, app_dir, build, cfg):
+    lines = []
+    record = B.deploy(cfg, build, TARGET, log=lines.append)
+    calls = fake.calls()
+    bundle = build / "board" / "bundle"
+    assert calls == [
+        ["ssh", *OPTS, TARGET, B.XDPUTIL_QUERY],
+        ["ssh", *OPTS, TARGET, "mkdir -p /home/root/signlang"],
+        ["scp", "-r", *OPTS, str(bundle / "dpu_app"), str(bundle / "model"),
+         str(bundle / "data"), str(bundle / "deploy.json"), f"{TARGET}:/home/root/signlang/"],
+    ]
+    rd = fake.path("/home/root/signlang")
+    assert (rd / "dpu_app" / "app.py").is_file() and (rd / "dpu_app" / "web.py").is_file()
+    assert not (rd / "dpu_app" / "__pycache__").exists()
+    for name in ("signnet.xmodel", "manifest.json", "labels.txt"):
+        assert (rd / "model" / name).read_bytes() == (build / "compile" / name).read_bytes()
+    assert (rd / "data" / "sign_mnist_test.csv").read_text() == "label,pixel1\n3,7\n"
+    info = json.loads((rd / "deploy.json").read_text())
+    assert info["fingerprint"] == hex(FP3) and info["xmodel"] == "signnet.xmodel"
+    assert record["target"] == TARGET and record["board_fingerprints"] == [hex(FP3)] * 3
+    assert B.read_record(build)["remote_dir"] == "/home/root/signlang"
+    assert any("matches" in ln for ln in lines) and any("deployed" in ln for ln in lines)
+
+
+def test_deploy_refuses_a_fingerprint_mismatch_and_copies_nothing(fake, app_dir, build, cfg):
+    fake.use_capture("xdputil_query_kv260_vai2.5.json")
+    with pytest.raises(UserError) as e:
+        B.deploy(cfg, build, TARGET, log=quiet)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("fingerprint mismatch, nothing copied")
+    assert "0x101000016010407" in msg and "0x101000056010407" in msg       # both fingerprints
+    assert "2.5-era" in msg and "3.0 board images" in msg                  # what each means
+    assert "compile.board=custom compile.fingerprint=0x101000016010407" in msg   # fix 1
+    assert "xilinx-zcu104-dpu-v2022.2-v3.0.0.img.gz" in msg                # fix 2
+    assert [c[0] for c in fake.calls()] == ["ssh"]                          # only the query
+    assert list(fake.root.iterdir()) == []
+    assert B.read_record(build) is None
+
+
+def test_unreachable_board_is_one_clear_line_from_the_cli(fake, app_dir, build, cfg, capsys,
+                                                          tmp_path):
+    fake.set(FAKE_SSH_FAIL="timeout")
+    rc = cli_main(["deploy", "--board", TARGET, "--build-dir", str(build),
+                   "--set", f"data.test_csv={cfg.data.test_csv}"])
+    out, err = capsys.readouterr()
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    assert lines[0].startswith(f"error: board {TARGET} is unreachable over ssh "
+                               f"(Connection timed out)")
+    assert "ifconfig" in lines[0] and "BOARD=root@" in lines[0]
+    assert list(fake.root.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode,needle", [
+    ("refused", "unreachable over ssh (Connection refused)"),
+    ("auth", "ssh-copy-id root@192.0.2.10"),
+    ("hostkey", "StrictHostKeyChecking=accept-new"),
+    ("changed", "ssh-keygen -R 192.0.2.10"),
+])
+def test_ssh_faults_name_the_fix(fake, app_dir, build, cfg, mode, needle):
+    fake.set(FAKE_SSH_FAIL=mode)
+    with pytest.raises(UserError) as e:
+        B.deploy(cfg, build, TARGET, log=quiet)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_failing_xdputil_is_one_clear_line(fake, app_dir, build, cfg):
+    fake.use_capture("xdputil_query_aborted_vai3.0.json")
+    with pytest.raises(UserError) as e:
+        B.deploy(cfg, build, TARGET, log=quiet)
+    msg = str(e.value)
+    assert "`xdputil query` failed on root@192.0.2.10 (exit 134" in msg
+    assert "Aborted" in msg and "show_dpu" in msg and "\n" not in msg
+
+
+def test_board_without_xdputil(fake, app_dir, build, cfg, tmp_path):
+    cap = tmp_path / "noxdputil.json"
+    cap.write_text(json.dumps({"stdout": "", "exit_code": 1,
+                               "stderr": "/usr/bin/python3: No module named xdputil\n"}))
+    os.environ["FAKE_XDPUTIL"] = str(cap)
+    with pytest.raises(UserError, match="no xdputil .* flash xilinx-zcu104-dpu-v2022.2-v3.0.0"):
+        B.deploy(cfg, build, TARGET, log=quiet)
+
+
+def test_nothing_compiled_fails_before_any_ssh(fake, app_dir, tmp_path, cfg):
+    with pytest.raises(UserError, match=r"manifest.json does not exist.*make compile"):
+        B.deploy(cfg, tmp_path / "empty-build", TARGET, log=quiet)
+    assert fake.calls() == []
+
+
+def test_changed_xmodel_is_refused(fake, app_dir, build, cfg):
+    (build / "compile" / "signnet.xmodel").write_bytes(b"other")
+    with pytest.raises(UserError, match="does not match the sha256"):
+        B.deploy(cfg, build, TARGET, log=quiet)
+    assert fake.calls() == []
+
+
+def test_no_board_given(fake, app_dir, build, cfg):
+    with pytest.raises(UserError, match=r"no board given: pass BOARD=root@<board-ip>"):
+        B.deploy(cfg, build, None, log=quiet)
+
+
+def test_scp_falls_back_to_the_classic_protocol(fake, app_dir, build, cfg):
+    fake.set(FAKE_SCP_NO_SFTP="1")
+    record = B.deploy(cfg, build, TARGET, log=quiet)
+    scps = [c for c in fake.calls() if c[0] == "scp"]
+    assert len(scps) == 2 and "-O" not in scps[0] and scps[1][:3] == ["scp", "-r", "-O"]
+    assert record["scp"] == scps[1]
+    assert fake.path("/home/root/signlang/model/signnet.xmodel").is_file()
+
+
+def test_deploy_bundles_the_real_dpu_app_folder(fake, build, cfg):
+    if not (REPO / "dpu_app" / "app.py").is_file():
+        pytest.skip("dpu_app/app.py not written yet (the app engineer's file)")
+    B.deploy(cfg, build, TARGET, log=quiet)
+    for f in (REPO / "dpu_app").glob("*.py"):
+        assert fake.path(f"/home/root/signlang/dpu_app/{f.name}").read_bytes() == f.read_bytes()
+
+
+# ----------------------------------------------------------------------------- board-run
+
+def test_board_run_starts_the_app_and_prints_the_url(fake, app_dir, build, cfg, capfd):
+    B.deploy(cfg, build, TARGET, log=quiet)
+    lines = []
+    assert B.board_run(cfg, build, None, log=lines.append) == 0     # target from the deploy
+    assert lines[0].startswith("live viewer: open http://192.0.2.10:8080/ ")
+    calls = fake.calls()[3:]
+    assert calls[0] == ["ssh", *OPTS, TARGET,
+                        "test -f /home/root/signlang/dpu_app/app.py && "
+                        "test -f /home/root/signlang/model/signnet.xmodel && "
+                        "test -f /home/root/signlang/model/manifest.json"]
+    assert calls[1] == ["ssh", *OPTS, "-tt", TARGET, B.run_app_command(cfg, "signnet.xmodel")]
+    assert "viewer at http://0.0.0.0:8080/" in capfd.readouterr().out
+
+
+def test_board_run_before_deploy(fake, app_dir, build, cfg):
+    with pytest.raises(UserError, match=r"not deployed on root@192.0.2.10:/home/root/signlang: "
+                                        r"run make deploy BOARD=root@192.0.2.10 first"):
+        B.board_run(cfg, build, TARGET, log=quiet)
+
+
+# ----------------------------------------------------------------------------- board-bench
+
+def write_ladder(build: Path, cfg):
+    from quantize.quantize import write_ladder as lead_write_ladder
+    lead_write_ladder(build, cfg, 0.955, {"frozen_accuracy": 0.955}, 0.9521, 7172)
+
+
+def test_board_bench_fetches_json_and_fills_the_board_rung(fake, app_dir, build, cfg):
+    B.deploy(cfg, build, TARGET, log=quiet)
+    write_ladder(build, cfg)
+    fake.set(FAKE_BENCH=json.dumps({"accuracy": 0.9512, "fps": 3456.7, "images": 7172,
+                                    "threads": 2, "correct": 6822}))
+    bench = B.board_bench(cfg, build, TARGET, threads=2, log=quiet)
+    calls = fake.calls()[3:]
+    assert calls[1] == ["ssh", *OPTS, TARGET, B.bench_command(cfg, "signnet.xmodel", 2)]
+    assert calls[2][:-1] == ["scp", "-r", *OPTS,
+                             f"{TARGET}:/home/root/signlang/results/bench.json"]
+    saved = json.loads((build / "board" / "bench.json").read_text())
+    assert saved["accuracy"] == 0.9512 and saved["board"]["target"] == TARGET
+    assert bench["fps"] == 3456.7
+    ladder = json.loads((build / "ladder" / "ladder.json").read_text())
+    rung = [r for r in ladder["rungs"] if r["rung"] == "board"]
+    assert len(rung) == 1
+    rung = rung[0]
+    assert rung["accuracy"] == 0.9512 and rung["fps"] == 3456.7 and TARGET in rung["source"]
+    assert rung["drop_pt"] == pytest.approx(0.09)                      # vs the int8 rung
+    assert [r["rung"] for r in ladder["rungs"]] == ["float", "frozen", "int8", "board"]
+    md = (build / "ladder" / "ladder.md").read_text()
+    board_line = next(ln for ln in md.splitlines() if ln.startswith("| board"))
+    assert "95.12 %" in board_line and "3,457 fps with 2 threads" in board_line
+    assert "-0.09 pt" not in board_line and "+0.09 pt" in board_line
+    assert not list((build / "ladder").glob(".*.tmp"))
+
+
+def test_board_bench_without_a_ladder_keeps_the_result(fake, app_dir, build, cfg):
+    B.deploy(cfg, build, TARGET, log=quiet)
+    with pytest.raises(UserError, match=r"no accuracy ladder at .*ladder.json yet .*kept in"):
+        B.board_bench(cfg, build, TARGET, log=quiet)
+    assert json.loads((build / "board" / "bench.json").read_text())["accuracy"] == 0.9
+    write_ladder(build, cfg)                                # later: refill without re-running
+    rc = cli_main(["board-bench", "--no-run", "--build-dir", str(build)])
+    assert rc == 0
+    ladder = json.loads((build / "ladder" / "ladder.json").read_text())
+    assert ladder["rungs"][-1]["accuracy"] == 0.9
+
+
+@pytest.mark.parametrize("bench,needle", [
+    ('{"acc": 0.9}', "no numeric 'accuracy'"),
+    ('{"accuracy": 91.2, "fps": 10}', "not a fraction"),
+    ('{"accuracy": 0.9, "fps": 0}', "not positive"),
+    ("not json", "is not valid JSON"),
+])
+def test_board_bench_checks_the_apps_json(fake, app_dir, build, cfg, bench, needle):
+    B.deploy(cfg, build, TARGET, log=quiet)
+    fake.set(FAKE_BENCH=bench)
+    with pytest.raises(UserError, match=needle):
+        B.board_bench(cfg, build, TARGET, log=quiet)
+    assert not (build / "board" / "bench.json").exists()
+
+
+def test_board_bench_app_failure(fake, app_dir, build, cfg):
+    B.deploy(cfg, build, TARGET, log=quiet)
+    fake.set(FAKE_BENCH_EXIT="2")
+    with pytest.raises(UserError, match=r"benchmark on root@192.0.2.10 failed \(exit 2: "
+                                        r"error: the DPU runner failed\)"):
+        B.board_bench(cfg, build, TARGET, log=quiet)
+
+
+def test_cli_has_the_board_commands():
+    out = subprocess.run([sys.executable, "-m", "toolchain", "--help"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60).stdout
+    for cmd in ("deploy", "board-run", "board-bench"):
+        assert cmd in out
+
+
+# ----------------------------------------------------------------------------- real board
+
+@pytest.mark.board
+def test_real_board_reports_a_dpu_fingerprint():
+    """Only with a board: BOARD=root@<ip> pytest -m board tests/test_board.py"""
+    target = os.environ.get("BOARD")
+    if not target:
+        pytest.skip("set BOARD=root@<board-ip> to run against a real board")
+    info = B.query_board(load_config(None), target)
+    assert info.fingerprints and all(f > 0 for f in info.fingerprints)
+    print(f"\n{target}: {info.archs[0]} x{len(info.fingerprints)}, fingerprint "
+          f"{hex(info.fingerprints[0])} ({B.describe_fingerprint(info.fingerprints[0])})")

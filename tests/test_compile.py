@@ -1,0 +1,526 @@
+"""Compile stage, by contract: exact compiler command lines, targets and fingerprints, parsing
+of real compiler logs (tests/fixtures/compile/, sources at the top of each file), the manifest
+from a fake `xir`, and the stage end to end with a stand-in compiler executable.
+
+Nothing here runs the real Vitis AI compiler: that needs the image (tests marked `docker`
+in test_docker_runner.py)."""
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from compile import compile as C
+from compile import logparse, manifest as M, targets, xmodel
+from toolchain.config import load_config
+from toolchain.errors import ConfigError, UserError
+
+FIX = Path(__file__).parent / "fixtures" / "compile"
+LETTERS = list("ABCDEFGHIKLMNOPQRSTUVWXY")
+FP_3_5 = "0x101000056010407"
+
+
+def cfg_with(tmp_path, *overrides):
+    p = tmp_path / "cfg.yaml"
+    p.write_text("{}\n")
+    return load_config(p, list(overrides))
+
+
+def fixture(name):
+    return (FIX / name).read_text()
+
+
+# --------------------------------------------------------------------------- commands
+
+def test_tf2_command_is_vai_c_tensorflow2_with_input_shape_option():
+    cmd = C.compiler_command("tf2", "vai_c_tensorflow2", Path("/b/quantize/quantized.h5"),
+                             Path("/opt/vitis_ai/compiler/arch/DPUCZDX8G/ZCU104/arch.json"),
+                             Path("/b/compile.partial-1"), "signnet")
+    assert cmd == ["vai_c_tensorflow2", "-m", "/b/quantize/quantized.h5",
+                   "-a", "/opt/vitis_ai/compiler/arch/DPUCZDX8G/ZCU104/arch.json",
+                   "-o", "/b/compile.partial-1", "-n", "signnet",
+                   "--options", '{"input_shape": "1,28,28,1"}']
+
+
+def test_tf1_command_is_vai_c_tensorflow_on_the_frozen_eval_graph():
+    cmd = C.compiler_command("tf1", "vai_c_tensorflow",
+                             Path("/b/quantize/tf1/quantize_eval_model.pb"),
+                             Path("/arch/KV260/arch.json"), Path("/out"), "net")
+    assert cmd == ["vai_c_tensorflow", "-f", "/b/quantize/tf1/quantize_eval_model.pb",
+                   "-a", "/arch/KV260/arch.json", "-o", "/out", "-n", "net"]
+
+
+def test_model_input_per_flow(tmp_path):
+    assert C.model_input("tf2", tmp_path) == tmp_path / "quantize" / "quantized.h5"
+    assert C.model_input("tf1", tmp_path) == tmp_path / "quantize" / "tf1" / \
+        "quantize_eval_model.pb"
+
+
+@pytest.mark.parametrize("bad", ["1,28,28", "1,28,28,0", "a,b,c,d", "1 28 28 1"])
+def test_bad_input_shape_is_a_config_error(bad):
+    with pytest.raises(ConfigError, match="compile.input_shape"):
+        C.check_input_shape(bad)
+
+
+# --------------------------------------------------------------------------- targets
+
+@pytest.fixture
+def arch_dir(tmp_path):
+    root = tmp_path / "arch" / "DPUCZDX8G"
+    for b in ("ZCU102", "ZCU104", "KV260"):
+        (root / b).mkdir(parents=True)
+        (root / b / "arch.json").write_text('{"target": "DPUCZDX8G_ISA1_B4096"}\n')
+    return root
+
+
+@pytest.mark.parametrize("board,folder", [("zcu104", "ZCU104"), ("zcu102", "ZCU102"),
+                                          ("kv260", "KV260")])
+def test_each_board_uses_its_arch_json_and_known_fingerprint(tmp_path, arch_dir, board, folder):
+    cfg = cfg_with(tmp_path, f"compile.board={board}", f"compile.arch_dir={arch_dir}")
+    t = targets.resolve_target(cfg.compile, tmp_path / "stage")
+    assert t.arch_json == arch_dir / folder / "arch.json"
+    assert t.dpu == "DPUCZDX8G_ISA1_B4096"
+    assert t.fingerprint == FP_3_5
+    assert not (tmp_path / "stage").exists()
+
+
+def test_known_fingerprints_per_release():
+    assert targets.expected_fingerprint("DPUCZDX8G_ISA1_B4096", "3.5") == "0x101000056010407"
+    assert targets.expected_fingerprint("DPUCZDX8G_ISA1_B4096", "3.0.0") == "0x101000056010407"
+    assert targets.expected_fingerprint("DPUCZDX8G_ISA1_B4096", "2.5") == "0x101000016010407"
+    assert targets.expected_fingerprint("DPUCZDX8G_ISA1_B4096", "1.4") is None
+
+
+def test_missing_board_arch_json_names_what_is_there(tmp_path, arch_dir):
+    (arch_dir / "KV260" / "arch.json").unlink()
+    cfg = cfg_with(tmp_path, "compile.board=kv260", f"compile.arch_dir={arch_dir}")
+    with pytest.raises(UserError) as e:
+        targets.resolve_target(cfg.compile, tmp_path / "stage")
+    msg = str(e.value)
+    assert "KV260" in msg and "ZCU102, ZCU104" in msg and "compile.arch_dir" in msg
+    assert "\n" not in msg
+
+
+def test_custom_board_writes_a_fingerprint_only_arch_json(tmp_path):
+    cfg = cfg_with(tmp_path, "compile.board=custom",
+                   'compile.fingerprint="0x0101000056010407"')
+    t = targets.resolve_target(cfg.compile, tmp_path / "stage")
+    assert t.custom and t.arch_json == tmp_path / "stage" / "arch.json"
+    assert json.loads(t.arch_json.read_text()) == {"fingerprint": FP_3_5}
+    assert t.fingerprint == FP_3_5
+
+
+@pytest.mark.parametrize("bad", ["0x", "101000056010407", "0xZZ01", "0x0",
+                                 "0x10100005601040700", "fingerprint", "0x-1"])
+def test_bad_custom_fingerprint_fails_loudly_naming_the_key(tmp_path, bad):
+    cfg = cfg_with(tmp_path, "compile.board=custom", f'compile.fingerprint="{bad}"')
+    with pytest.raises(ConfigError, match="compile.fingerprint") as e:
+        targets.resolve_target(cfg.compile, tmp_path / "stage")
+    assert "xdputil query" in str(e.value)
+    assert not (tmp_path / "stage" / "arch.json").exists()
+
+
+def test_custom_without_fingerprint_and_fingerprint_without_custom_are_errors(tmp_path):
+    with pytest.raises(ConfigError, match="needs compile.fingerprint"):
+        targets.validate(cfg_with(tmp_path, "compile.board=custom").compile)
+    with pytest.raises(ConfigError, match="only used with compile.board=custom"):
+        targets.validate(cfg_with(tmp_path, f'compile.fingerprint="{FP_3_5}"').compile)
+
+
+def test_target_arch_name_splits_off_the_fingerprint():
+    assert targets.split_target_arch("DPUCZDX8G_ISA1_B4096_0101000056010407") == \
+        ("DPUCZDX8G_ISA1_B4096", FP_3_5)
+    assert targets.split_target_arch("DPUCZDX8G_ISA0_B4096_MAX_BG2") == \
+        ("DPUCZDX8G_ISA0_B4096_MAX_BG2", None)
+
+
+# --------------------------------------------------------------------------- real logs
+
+def test_parse_real_vai_c_tensorflow2_log():
+    log = logparse.parse_log(fixture("vai_c_tensorflow2_3.5_resnet50.log"))
+    assert (log.total_subgraphs, log.dpu_subgraphs) == (3, 1)
+    assert log.target_arch == "DPUCZDX8G_ISA1_B2304_0101000016010405"
+    assert (log.target_name, log.fingerprint) == ("DPUCZDX8G_ISA1_B2304", "0x101000016010405")
+    assert (log.graph_name, log.op_num) == ("resnet50", 416)
+    assert log.xmodel.endswith("/deploy.xmodel")
+    assert log.md5 == "351a68f866a715ba6ce529a3655a5965"
+    assert log.errors == []
+
+
+def test_parse_real_vai_c_tensorflow_log():
+    log = logparse.parse_log(fixture("vai_c_tensorflow_3.5_resnet50.log"))
+    assert (log.total_subgraphs, log.dpu_subgraphs) == (3, 1)
+    assert log.fingerprint == "0x101000016010405"
+    assert (log.graph_name, log.op_num) == ("quantized_4.3B_91542", 435)
+    assert log.md5 == "635a7ac74171877a1471de5a2644e64c"
+
+
+def test_parse_real_log_with_many_dpu_subgraphs_and_old_target_name():
+    log = logparse.parse_log(fixture("vai_c_xir_20_dpu_subgraphs.log"))
+    assert (log.total_subgraphs, log.dpu_subgraphs) == (83, 20)
+    assert (log.target_name, log.fingerprint) == ("DPUCZDX8G_ISA0_B2304_MAX_BG2", None)
+    assert log.compiler_log_dir == "/tmp/vitis-ai-user/log/xcompiler-20210305-033056-788"
+    assert log.xmodel is None
+
+
+def test_parse_real_glog_prefixed_lines():
+    log = logparse.parse_log(fixture("glog_prefixed_b4096.log"))
+    assert (log.total_subgraphs, log.dpu_subgraphs) == (3, 1)
+    assert (log.target_name, log.fingerprint) == ("DPUCZDX8G_ISA1_B4096", None)
+    assert log.op_num == 9
+
+
+def test_parse_real_keras_softmax_split():
+    log = logparse.parse_log(fixture("keras_softmax_2_dpu_subgraphs.log"))
+    assert (log.total_subgraphs, log.dpu_subgraphs) == (5, 2)
+
+
+def test_first_error_of_a_real_failed_compile_is_the_exception_line():
+    text = fixture("vai_c_tensorflow_leakyrelu_failure.log")
+    log = logparse.parse_log(text)
+    assert log.dpu_subgraphs is None
+    assert logparse.first_error(log, text) == (
+        "AssertionError: [ERROR] The negative slope for LeakyRelu must be 0.1015625: "
+        "actual: 0.30000001192092896")
+
+
+# --------------------------------------------------------------------------- fake xir
+
+class FakeTensor:
+    def __init__(self, name, dims, dtype="xint8", fix_point=None):
+        self.name, self.dims, self.dtype = name, dims, dtype
+        self._attrs = {} if fix_point is None else {"fix_point": fix_point}
+
+    def has_attr(self, k):
+        return k in self._attrs
+
+    def get_attr(self, k):
+        return self._attrs[k]
+
+
+class FakeSubgraph:
+    def __init__(self, name, attrs, ins=(), outs=()):
+        self.name, self._attrs, self._ins, self._outs = name, attrs, set(ins), set(outs)
+
+    def has_attr(self, k):
+        return k in self._attrs
+
+    def get_attr(self, k):
+        return self._attrs[k]
+
+    def get_input_tensors(self):      # the binding returns a set
+        return set(self._ins)
+
+    def get_output_tensors(self):
+        return set(self._outs)
+
+
+class FakeXir:
+    """Just the xir calls compile/xmodel.py makes, shaped like a 3-subgraph DPU xmodel."""
+
+    def __init__(self, n_dpu=1, out_classes=24, fp=int(FP_3_5, 16), in_fix=7, out_fix=3,
+                 with_fix=True):
+        self.read = []
+        fixp = (lambda v: v) if with_fix else (lambda v: None)
+        inp = FakeTensor("quant_image", [1, 28, 28, 1], fix_point=fixp(in_fix))
+        out = FakeTensor("quant_logits", [1, out_classes], fix_point=fixp(out_fix))
+        dpu_attrs = {"device": "DPU", "dpu_fingerprint": fp,
+                     "dpu_name": "DPUCZDX8G_ISA1_B4096_0101000056010407"}
+        subs = [FakeSubgraph("subgraph_image", {"device": "USER"})]
+        subs += [FakeSubgraph(f"subgraph_dpu{i}", dict(dpu_attrs), [inp], [out])
+                 for i in range(n_dpu)]
+        subs += [FakeSubgraph("subgraph_logits", {"device": "CPU"})]
+        outer = self
+
+        class Root:
+            def toposort_child_subgraph(self):
+                return list(subs)
+
+        class Graph:
+            @staticmethod
+            def deserialize(path):
+                outer.read.append(path)
+                return Graph()
+
+            def get_root_subgraph(self):
+                return Root()
+
+        self.Graph = Graph
+
+
+def test_read_dpu_io_from_fake_xir(tmp_path):
+    fx = FakeXir()
+    io = xmodel.read_dpu_io(tmp_path / "n.xmodel", xir_module=fx)
+    assert fx.read == [str(tmp_path / "n.xmodel")]
+    assert io["input"] == {"name": "quant_image", "shape": [1, 28, 28, 1], "dtype": "xint8",
+                           "fix_point": 7}
+    assert io["output"] == {"name": "quant_logits", "shape": [1, 24], "dtype": "xint8",
+                            "fix_point": 3}
+    assert io["devices"] == ["USER", "DPU", "CPU"]
+    assert io["dpu_fingerprint"] == FP_3_5
+
+
+def test_two_dpu_subgraphs_in_the_xmodel_is_an_error(tmp_path):
+    with pytest.raises(UserError, match="2 DPU subgraphs"):
+        xmodel.read_dpu_io(tmp_path / "n.xmodel", xir_module=FakeXir(n_dpu=2))
+
+
+def test_tensor_without_fix_point_is_an_error(tmp_path):
+    with pytest.raises(UserError, match="no fix_point"):
+        xmodel.read_dpu_io(tmp_path / "n.xmodel", xir_module=FakeXir(with_fix=False))
+
+
+def test_xmodel_module_imports_without_xir_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "xir", None)           # import xir -> ImportError
+    with pytest.raises(UserError, match="needs the `xir` Python module"):
+        xmodel.read_dpu_io(tmp_path / "n.xmodel")
+
+
+def test_manifest_fields_from_fake_xir(tmp_path):
+    xm = tmp_path / "signnet.xmodel"
+    xm.write_bytes(b"abc")
+    io = xmodel.read_dpu_io(xm, xir_module=FakeXir())
+    man = M.build_manifest(name="signnet", xmodel=xm, board="zcu104",
+                           target_name="DPUCZDX8G_ISA1_B4096", fingerprint=FP_3_5,
+                           vitis_ai_version="3.5", io=io, labels=LETTERS)
+    assert man == {
+        "schema": 1, "name": "signnet",
+        "xmodel": {"file": "signnet.xmodel",
+                   "sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+        "board": "zcu104",
+        "target": {"name": "DPUCZDX8G_ISA1_B4096", "fingerprint": FP_3_5},
+        "vitis_ai_version": "3.5",
+        "input": {"name": "quant_image", "shape": [1, 28, 28, 1], "dtype": "xint8",
+                  "fix_point": 7},
+        "output": {"name": "quant_logits", "shape": [1, 24], "dtype": "xint8", "fix_point": 3},
+        "labels": LETTERS, "labels_file": "labels.txt",
+        "preprocess": {"width": 28, "height": 28, "color": "gray", "scale": 1 / 255,
+                       "resize": "area", "layout": "NHWC"},
+    }
+
+
+def test_manifest_refuses_labels_that_do_not_match_the_output(tmp_path):
+    xm = tmp_path / "n.xmodel"
+    xm.write_bytes(b"x")
+    io = xmodel.read_dpu_io(xm, xir_module=FakeXir(out_classes=26))
+    with pytest.raises(UserError, match="26"):
+        M.build_manifest(name="n", xmodel=xm, board="zcu104", target_name="t",
+                         fingerprint=FP_3_5, vitis_ai_version="3.5", io=io, labels=LETTERS)
+
+
+# --------------------------------------------------------------------------- the stage
+
+FAKE_COMPILER = r'''#!{python}
+# Stand-in for vai_c_tensorflow2 / vai_c_tensorflow: records argv, prints a log, writes
+# <out>/<name>.xmodel like the real tool (contract test only).
+import json, os, sys
+args = sys.argv[1:]
+with open(os.environ["FAKE_VAI_ARGV"], "w") as f:
+    json.dump(sys.argv, f)
+out, name = args[args.index("-o") + 1], args[args.index("-n") + 1]
+with open(os.environ["FAKE_VAI_LOG"]) as f:
+    sys.stdout.write(f.read().replace("@OUT@", out).replace("@NAME@", name))
+rc = int(os.environ.get("FAKE_VAI_RC", "0"))
+if rc == 0 and os.environ.get("FAKE_VAI_WRITE", "1") == "1":
+    with open(os.path.join(out, name + ".xmodel"), "wb") as f:
+        f.write(b"xmodel " + name.encode())
+    for extra in ("meta.json", "md5sum.txt"):
+        with open(os.path.join(out, extra), "w") as f:
+            f.write("{}\n")
+sys.exit(rc)
+'''
+
+
+def real_log_for(target_arch="DPUCZDX8G_ISA1_B4096_0101000056010407", dpu=1, total=3):
+    """The real 3.5 vai_c_tensorflow2 log, with its target line swapped to the board under
+    test, its subgraph counts set, and its paths pointing at the output dir."""
+    text = fixture("vai_c_tensorflow2_3.5_resnet50.log")
+    text = "\n".join(ln for ln in text.splitlines() if not ln.startswith("#")) + "\n"
+    text = text.replace("DPUCZDX8G_ISA1_B2304_0101000016010405", target_arch)
+    text = text.replace("Total device subgraph number 3, DPU subgraph number 1",
+                        f"Total device subgraph number {total}, DPU subgraph number {dpu}")
+    return text.replace("/home/imagingtechnerd/work/vai/tf2-resnet50/.//deploy.xmodel",
+                        "@OUT@/@NAME@.xmodel")
+
+
+@pytest.fixture
+def vai(tmp_path, monkeypatch, arch_dir):
+    """A build dir with quantize + train outputs, the stand-in compilers on PATH."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("vai_c_tensorflow2", "vai_c_tensorflow"):
+        p = bindir / tool
+        p.write_text(FAKE_COMPILER.replace("{python}", sys.executable))
+        p.chmod(p.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", str(bindir))
+    monkeypatch.setenv("FAKE_VAI_ARGV", str(tmp_path / "argv.json"))
+    log = tmp_path / "log.txt"
+    log.write_text(real_log_for())
+    monkeypatch.setenv("FAKE_VAI_LOG", str(log))
+    build = tmp_path / "build"
+    (build / "quantize" / "tf1").mkdir(parents=True)
+    (build / "quantize" / "quantized.h5").write_bytes(b"h5")
+    (build / "quantize" / "tf1" / "quantize_eval_model.pb").write_bytes(b"pb")
+    (build / "train").mkdir()
+    (build / "train" / "labels.txt").write_text("\n".join(LETTERS) + "\n")
+
+    class V:
+        pass
+    v = V()
+    v.build, v.log, v.bindir, v.arch_dir, v.tmp = build, log, bindir, arch_dir, tmp_path
+    v.cfg = lambda *o: cfg_with(tmp_path, f"compile.arch_dir={arch_dir}", *o)
+    v.argv = lambda: json.loads((tmp_path / "argv.json").read_text())
+    return v
+
+
+def leftovers(build):
+    return sorted(p.name for p in build.iterdir() if ".partial-" in p.name or ".old-" in p.name)
+
+
+def test_stage_writes_the_deploy_folder(vai, capsys):
+    res = C.compile_stage(vai.cfg(), vai.build, xir_module=FakeXir())
+    out = vai.build / "compile"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "compile.log", "labels.txt", "manifest.json", "md5sum.txt", "meta.json",
+        "provenance.json", "signnet.xmodel"]
+    argv = vai.argv()
+    assert argv[0] == str(vai.bindir / "vai_c_tensorflow2")
+    assert argv[1:] == ["-m", str((vai.build / "quantize" / "quantized.h5").resolve()),
+                        "-a", str(vai.arch_dir / "ZCU104" / "arch.json"),
+                        "-o", argv[6], "-n", "signnet",
+                        "--options", '{"input_shape": "1,28,28,1"}']
+    assert ".partial-" in argv[6]                       # compiled into the staging dir
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["xmodel"] == {"file": "signnet.xmodel",
+                             "sha256": M.sha256_file(out / "signnet.xmodel")}
+    assert man["target"] == {"name": "DPUCZDX8G_ISA1_B4096", "fingerprint": FP_3_5}
+    assert man["board"] == "zcu104" and man["vitis_ai_version"] == "3.5"
+    assert man["labels"] == LETTERS and man["labels_file"] == "labels.txt"
+    assert man["compiler"]["dpu_subgraphs"] == 1 and man["compiler"]["total_subgraphs"] == 3
+    assert (out / "labels.txt").read_text().split() == LETTERS
+    log = (out / "compile.log").read_text()
+    assert log.startswith("$ ") and "DPU subgraph number 1" in log
+    assert "DPU subgraph number 1" in capsys.readouterr().out   # streamed live too
+    assert res["dpu_subgraphs"] == 1 and res["fingerprint"] == FP_3_5
+    assert leftovers(vai.build) == [] and not (vai.build / C.FAILED_LOG).exists()
+
+
+def test_tf1_flow_compiles_the_frozen_eval_graph(vai):
+    C.compile_stage(vai.cfg("quantize.flow=tf1", "compile.board=kv260"), vai.build,
+                    xir_module=FakeXir())
+    argv = vai.argv()
+    assert Path(argv[0]).name == "vai_c_tensorflow"
+    assert argv[1:3] == ["-f", str((vai.build / "quantize" / "tf1" /
+                                    "quantize_eval_model.pb").resolve())]
+    assert argv[3:5] == ["-a", str(vai.arch_dir / "KV260" / "arch.json")]
+    assert "--options" not in argv
+
+
+def test_custom_board_compiles_against_its_own_arch_json(vai):
+    C.compile_stage(vai.cfg("compile.board=custom", f'compile.fingerprint="{FP_3_5}"'),
+                    vai.build, xir_module=FakeXir())
+    arch = vai.build / "compile" / "arch.json"
+    assert json.loads(arch.read_text()) == {"fingerprint": FP_3_5}
+    assert vai.argv()[4].endswith("/arch.json") and ".partial-" in vai.argv()[4]
+
+
+def test_dpu_subgraph_count_other_than_expected_fails_and_keeps_only_the_log(vai):
+    vai.log.write_text(real_log_for(dpu=2, total=5))      # as in Vitis-AI #1073
+    with pytest.raises(UserError) as e:
+        C.compile_stage(vai.cfg(), vai.build, xir_module=FakeXir())
+    msg = str(e.value)
+    assert "2 DPU subgraph(s)" in msg and "compile.expect_dpu_subgraphs=1" in msg
+    assert "\n" not in msg
+    assert not (vai.build / "compile").exists() and leftovers(vai.build) == []
+    assert "DPU subgraph number 2" in (vai.build / C.FAILED_LOG).read_text()
+    # the same count passes when it is what was asked for
+    C.compile_stage(vai.cfg("compile.expect_dpu_subgraphs=2"), vai.build,
+                    xir_module=FakeXir())
+
+
+def test_compiler_failure_is_one_line_with_its_error(vai, monkeypatch):
+    vai.log.write_text(fixture("vai_c_tensorflow_leakyrelu_failure.log"))
+    monkeypatch.setenv("FAKE_VAI_RC", "1")
+    with pytest.raises(UserError) as e:
+        C.compile_stage(vai.cfg(), vai.build, xir_module=FakeXir())
+    msg = str(e.value)
+    assert msg.startswith("vai_c_tensorflow2 failed (exit 1): AssertionError: [ERROR] The "
+                          "negative slope for LeakyRelu must be 0.1015625")
+    assert str(vai.build / C.FAILED_LOG) in msg and "\n" not in msg
+    assert not (vai.build / "compile").exists() and leftovers(vai.build) == []
+
+
+def test_a_failed_compile_keeps_the_previous_good_output(vai):
+    C.compile_stage(vai.cfg(), vai.build, xir_module=FakeXir())
+    before = (vai.build / "compile" / "manifest.json").read_text()
+    vai.log.write_text(real_log_for(dpu=2, total=5))
+    with pytest.raises(UserError):
+        C.compile_stage(vai.cfg(), vai.build, xir_module=FakeXir())
+    assert (vai.build / "compile" / "manifest.json").read_text() == before
+
+
+def test_fingerprint_of_another_release_fails_loudly_unless_switched_off(vai):
+    vai.log.write_text(real_log_for("DPUCZDX8G_ISA1_B4096_0101000016010407"))   # 2.5-era
+    with pytest.raises(UserError) as e:
+        C.compile_stage(vai.cfg(), vai.build, xir_module=FakeXir(fp=0x101000016010407))
+    msg = str(e.value)
+    assert "0x101000016010407" in msg and FP_3_5 in msg and "CHECK fingerprint" in msg
+    assert not (vai.build / "compile").exists()
+    C.compile_stage(vai.cfg("compile.check_fingerprint=false"), vai.build,
+                    xir_module=FakeXir(fp=0x101000016010407))
+    man = json.loads((vai.build / "compile" / "manifest.json").read_text())
+    assert man["target"]["fingerprint"] == "0x101000016010407"
+
+
+def test_missing_inputs_say_which_make_target_to_run(vai):
+    (vai.build / "quantize" / "quantized.h5").unlink()
+    with pytest.raises(UserError, match="make quantize"):
+        C.compile_stage(vai.cfg(), vai.build, xir_module=FakeXir())
+    (vai.build / "quantize" / "quantized.h5").write_bytes(b"h5")
+    (vai.build / "train" / "labels.txt").unlink()
+    with pytest.raises(UserError, match="make train"):
+        C.compile_stage(vai.cfg(), vai.build, xir_module=FakeXir())
+    assert not (vai.build / "compile").exists() and leftovers(vai.build) == []
+
+
+def test_on_the_host_compile_stops_in_one_line_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    build = tmp_path / "build"
+    build.mkdir()
+    cfg = cfg_with(tmp_path)
+    with pytest.raises(UserError) as e:
+        C.compile_stage(cfg, build)
+    msg = str(e.value)
+    assert msg.startswith("compile needs vai_c_tensorflow2 from the Vitis AI image")
+    assert "runner=docker" in msg and "make shell" in msg and "\n" not in msg
+    assert list(build.iterdir()) == []
+
+
+def test_tool_dir_is_used_instead_of_path(vai, monkeypatch):
+    monkeypatch.setenv("PATH", str(vai.tmp / "empty"))
+    C.compile_stage(vai.cfg(f"compile.tool_dir={vai.bindir}"), vai.build,
+                    xir_module=FakeXir())
+    assert vai.argv()[0] == str(vai.bindir / "vai_c_tensorflow2")
+    with pytest.raises(UserError, match="not in compile.tool_dir"):
+        C.compile_stage(vai.cfg(f"compile.tool_dir={vai.tmp}"), vai.build,
+                        xir_module=FakeXir())
+
+
+def test_compile_package_imports_on_python_3_8_syntax():
+    """The stage runs on the image's Python (3.8 for Vitis AI 3.5): no 3.9+ syntax."""
+    import ast
+    for path in (Path(C.__file__).parent).glob("*.py"):
+        ast.parse(path.read_text(), filename=str(path), feature_version=(3, 8))
+
+
+def test_cli_compile_on_the_host_is_one_error_line(repo_root, tmp_path):
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable))
+    r = subprocess.run([sys.executable, "-m", "toolchain", "compile", "--set", "runner=host",
+                        "--build-dir", str(tmp_path / "b")], cwd=repo_root, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: compile needs "), r.stderr
+    assert not (tmp_path / "b").exists()

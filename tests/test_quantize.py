@@ -1,0 +1,163 @@
+"""Freeze and host quantization, for real, on a small trained model."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import QUICK_TRAIN
+
+
+def toolchain(repo_root, cmd, build, *extra):
+    return subprocess.run([sys.executable, "-m", "toolchain", cmd, "--build-dir", str(build),
+                           *QUICK_TRAIN, *extra], cwd=repo_root, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def frozen(small_build, repo_root):
+    build, _ = small_build
+    r = toolchain(repo_root, "freeze", build)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return build, r
+
+
+@pytest.fixture(scope="module")
+def quantized(frozen, repo_root):
+    build, _ = frozen
+    r = toolchain(repo_root, "quantize", build, "--set", "quantize.calib_size=300",
+                  "--set", "quantize.max_drop_pt=5")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return build, r
+
+
+def test_freeze_outputs_match_the_float_model(frozen):
+    build, r = frozen
+    m = json.loads((build / "freeze" / "metrics.json").read_text())
+    assert m["images"] == 1200
+    assert m["max_abs_diff_h5"] < 1e-4 and m["max_abs_diff_pb"] < 1e-3
+    assert m["dropout_layers_removed"] == 2
+    assert m["frozen_accuracy"] == pytest.approx(m["float_accuracy"], abs=1 / 1200)
+    io = json.loads((build / "freeze" / "io.json").read_text())
+    assert io["input"] == "image" and io["output"] == "logits"
+    assert "max |diff|" in r.stdout
+
+
+def test_frozen_pb_loads_with_compat_v1_and_reproduces_float(frozen, repo_root):
+    """A separate process that knows only the .pb, its node names and the Kaggle CSV."""
+    build, _ = frozen
+    code = f"""
+import gzip, json, numpy as np, tensorflow as tf
+io = json.load(open({str(build / 'freeze' / 'io.json')!r}))
+gd = tf.compat.v1.GraphDef(); gd.ParseFromString(open({str(build / 'freeze' / 'frozen.pb')!r}, 'rb').read())
+g = tf.Graph()
+with g.as_default(): tf.compat.v1.import_graph_def(gd, name='')
+rows = np.loadtxt(gzip.open({str(repo_root / 'data/sign_mnist/sign_mnist_test.csv.gz')!r}), delimiter=',', skiprows=1, max_rows=300)
+x = (rows[:, 1:] / 255.0).reshape(-1, 28, 28, 1).astype('float32')
+with tf.compat.v1.Session(graph=g) as s:
+    y = s.run(io['output'] + ':0', {{io['input'] + ':0': x}})
+m = tf.keras.models.load_model({str(build / 'train' / 'model.h5')!r}, compile=False)
+print(float(np.abs(y - m.predict(x, verbose=0)).max()))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout.strip().splitlines()[-1]) < 1e-3
+
+
+def test_frozen_graph_has_nothing_tf115_cannot_read(frozen):
+    import tensorflow as tf
+    from quantize.freeze import TF115_ATTRS
+    build, _ = frozen
+    gd = tf.compat.v1.GraphDef()
+    gd.ParseFromString((build / "freeze" / "frozen.pb").read_bytes())
+    for node in gd.node:
+        assert node.op in TF115_ATTRS, node.op
+        assert set(node.attr) <= TF115_ATTRS[node.op], (node.name, set(node.attr))
+        assert "exponential_avg_factor" not in node.attr
+
+
+def test_tf115_check_strips_and_flags():
+    import tensorflow as tf
+    from quantize.freeze import tf115_problems
+    gd = tf.compat.v1.GraphDef()
+    n = gd.node.add(name="bn", op="FusedBatchNormV3")
+    n.attr["exponential_avg_factor"].f = 1.0
+    n.attr["epsilon"].f = 1e-3
+    n.attr["_internal"].b = True
+    m = gd.node.add(name="bn2", op="FusedBatchNormV3")
+    m.attr["exponential_avg_factor"].f = 0.5          # not the default: cannot be dropped
+    gd.node.add(name="g", op="Gelu")
+    c = gd.node.add(name="c", op="Conv2D")
+    c.attr["some_new_attr"].i = 1
+    stripped, problems = tf115_problems(gd)
+    assert stripped == ["FusedBatchNormV3._internal", "FusedBatchNormV3.exponential_avg_factor"]
+    assert "exponential_avg_factor" not in gd.node[0].attr
+    assert any("bn2: attribute FusedBatchNormV3.exponential_avg_factor" in p for p in problems)
+    assert any("op Gelu" in p for p in problems)
+    assert any("Conv2D.some_new_attr" in p for p in problems)
+
+
+def test_host_quantization_is_close_to_float_and_reloads(quantized, repo_root):
+    build, r = quantized
+    m = json.loads((build / "quantize" / "metrics.json").read_text())
+    assert m["images"] == 1200 and m["calib_images"] == 300
+    assert m["int8_accuracy"] > 0.5
+    assert abs(m["float_accuracy"] - m["int8_accuracy"]) < 0.03
+    assert m["agreement_with_float"] > 0.95
+    assert "pof2s" in m["quantizer"]
+    # the saved int8 model scores the same in a separate process under quantize_scope
+    code = f"""
+import gzip, string, numpy as np, tensorflow as tf
+from vitis_quantizer import quantize_scope
+with quantize_scope():
+    q = tf.keras.models.load_model({str(build / 'quantize' / 'quantized.h5')!r}, compile=False)
+letters = open({str(build / 'train' / 'labels.txt')!r}).read().split()
+rows = np.loadtxt(gzip.open({str(repo_root / 'data/sign_mnist/sign_mnist_test.csv.gz')!r}), delimiter=',', skiprows=1, max_rows=1200)
+x = (rows[:, 1:] / 255.0).reshape(-1, 28, 28, 1).astype('float32')
+pred = [letters[i] for i in q.predict(x, verbose=0).argmax(1)]
+print(np.mean([p == string.ascii_uppercase[int(v)] for p, v in zip(pred, rows[:, 0])]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.strip().splitlines()[-1]) == pytest.approx(m["int8_accuracy"], abs=1e-9)
+
+
+def test_ladder_has_every_rung_and_an_empty_board(quantized):
+    build, _ = quantized
+    ladder = json.loads((build / "ladder" / "ladder.json").read_text())
+    assert [r["rung"] for r in ladder["rungs"]] == ["float", "frozen", "int8", "board"]
+    fl, fr, i8, board = ladder["rungs"]
+    assert board["accuracy"] is None and board["drop_pt"] is None
+    assert i8["drop_pt"] == pytest.approx((fr["accuracy"] - i8["accuracy"]) * 100, abs=1e-3)
+    md = (build / "ladder" / "ladder.md").read_text()
+    assert "| board |" in md and "not yet run" in md
+    dpu = json.loads((build / "quantize" / "dpu_check.json").read_text())
+    assert dpu["ok"] and any(layer["type"] == "Conv2D" for layer in dpu["layers"])
+
+
+def test_drop_beyond_tolerance_fails_and_keeps_no_model(frozen, repo_root, tmp_path):
+    import shutil
+    build, _ = frozen
+    b2 = tmp_path / "b"
+    shutil.copytree(build / "train", b2 / "train")
+    shutil.copytree(build / "freeze", b2 / "freeze")
+    # zero tolerance with a weak calibration (32 images, no CLE): any loss must fail the stage
+    r = toolchain(repo_root, "quantize", b2, "--set", "quantize.calib_size=32",
+                  "--set", "quantize.max_drop_pt=0", "--set", "quantize.include_cle=false")
+    ladder = json.loads((b2 / "ladder" / "ladder.json").read_text())
+    drop = ladder["rungs"][0]["accuracy"] - ladder["rungs"][2]["accuracy"]
+    if drop <= 0:      # int8 lost nothing: the stage must pass and keep its model
+        assert r.returncode == 0 and (b2 / "quantize" / "quantized.h5").exists()
+        return
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("error: int8 accuracy") and "max_drop_pt" in r.stderr
+    assert not (b2 / "quantize").exists()
+    assert (b2 / "ladder" / "ladder.md").exists()
+
+
+def test_quantize_without_freeze_is_one_clear_line(tmp_path, repo_root):
+    r = toolchain(repo_root, "quantize", tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path}/freeze/inference.h5 does not exist: run 'make freeze' first")
+    assert "Traceback" not in r.stderr
