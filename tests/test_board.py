@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 TARGET = "root@192.0.2.10"
 FP3 = 0x101000056010407
 FP25 = 0x101000016010407
-OPTS = ["-o", "ConnectTimeout=10", "-o", "BatchMode=yes"]
+OPTS = ["-o", "ConnectTimeout=10", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new"]
 
 
 def capture(name: str) -> dict:

@@ -221,7 +221,8 @@ class BoardConfig:
     """The board that deploy/board-run/board-bench talk to over ssh."""
     target: typing.Optional[str] = opt(None, "user@host of the board (make deploy BOARD=...)")
     remote_dir: str = opt("/home/root/signlang", "where the app is copied on the board")
-    ssh_options: typing.List[str] = opt(["-o", "ConnectTimeout=10", "-o", "BatchMode=yes"],
+    ssh_options: typing.List[str] = opt(["-o", "ConnectTimeout=10", "-o", "BatchMode=yes",
+                                  "-o", "StrictHostKeyChecking=accept-new"],
                                  "extra ssh/scp options")
     port: int = opt(8080, "web viewer port on the board", min=1, max=65535)
 
