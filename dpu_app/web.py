@@ -40,24 +40,12 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-# ViewerError is also a toolchain UserError (host: the CLI prints "error: ...") and the app's
-# AppError (dpu_app/common.py) when those import; web.py itself needs neither.
-_bases = []
+# ViewerError is the app's AppError (dpu_app/common.py: the app prints "error: ..." and exits
+# non-zero); web.py used on its own needs nothing beyond the standard library.
 try:
-    from toolchain.errors import UserError as _UserError
-    _bases.append(_UserError)
-except Exception:
-    pass
-for _mod in ("dpu_app.common", "common"):
-    try:
-        _app_error = __import__(_mod, fromlist=["AppError"]).AppError
-        if _app_error not in _bases:
-            _bases.append(_app_error)
-        break
-    except Exception:
-        continue
-if not _bases:
-    _bases.append(Exception)
+    from common import AppError as _Base
+except ImportError:
+    _Base = Exception
 
 __all__ = ["WebViewer", "ViewerError", "PAGE"]
 
@@ -65,7 +53,7 @@ BOUNDARY = "frame"
 STATE_KEYS = ("letter", "confidence", "top3", "text", "fps", "ms", "frames", "dropped")
 
 
-class ViewerError(*_bases):
+class ViewerError(_Base):
     """An expected fault starting the viewer (port in use, bad host): one clear line."""
     exit_code = 2
 

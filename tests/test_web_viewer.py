@@ -28,8 +28,11 @@ import cv2
 import numpy as np
 import pytest
 
-from dpu_app.web import PAGE, ViewerError, WebViewer
-from toolchain.errors import UserError
+from vart_emulation import app_on_path
+
+app_on_path()                      # dpu_app's modules import each other as top-level modules
+from common import AppError  # noqa: E402
+from web import PAGE, ViewerError, WebViewer  # noqa: E402
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 REPO = Path(__file__).resolve().parent.parent
@@ -282,7 +285,7 @@ def test_port_in_use_is_one_clear_line():
         with pytest.raises(ViewerError) as e:
             WebViewer(port=port).start()
         msg = str(e.value)
-        assert isinstance(e.value, UserError)                   # the CLI prints "error: ..."
+        assert isinstance(e.value, AppError)                    # the app prints "error: ..."
         assert f"port {port}" in msg and "already in use" in msg and "--port" in msg
         assert "\n" not in msg
     finally:

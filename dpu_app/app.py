@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""Live sign-language recognition (Sign Language MNIST letters) on a webcam, video or images;
+with the compiled .xmodel on the ZCU104's DPU (vart backend) or with the Keras model on a PC
+(host backend). See dpu_app/README.md.
+
+    python3 dpu_app/app.py --model build/train/model.h5 --source 0              # PC, webcam
+    python3 dpu_app/app.py --model signnet.xmodel --source /dev/video0 --web    # board
+    python3 dpu_app/app.py --model M --bench --csv sign_mnist_test.csv.gz --threads 4 --json b.json
+
+Every expected fault ends with one line `error: ...` and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import (AppError, Preprocess, check_manifest_xmodel, find_manifest, info,  # noqa: E402
+                    load_labels, load_manifest, warn)
+
+EXIT_FAULT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):                                    # one line, not usage + error
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(EXIT_FAULT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="dpu_app/app.py", description=__doc__.split("\n\n")[0],
+                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = ap.add_argument_group("model")
+    g.add_argument("--model", help="compiled .xmodel (board) or Keras .h5, float or quantized (PC)")
+    g.add_argument("--manifest", help="deploy manifest JSON (default: the one beside the .xmodel)")
+    g.add_argument("--labels", help="labels file, one letter a line (default: manifest's, or "
+                                    "labels.txt beside the model)")
+    g.add_argument("--backend", default="auto", choices=("auto", "vart", "host"),
+                   help="auto: vart for .xmodel, host otherwise")
+    g.add_argument("--host-runtime", default="auto", choices=("auto", "tflite", "tf"),
+                   help="host backend engine: tflite (fast, converted at start) or tf "
+                        "(default auto: tflite when it matches tf)")
+    g = ap.add_argument_group("input")
+    g.add_argument("--source", default="0",
+                   help="camera index or /dev/videoN, video file, folder of images, or Kaggle "
+                        "CSV (default 0)")
+    g.add_argument("--width", type=int, default=640, help="camera capture width (default 640)")
+    g.add_argument("--height", type=int, default=480, help="camera capture height (default 480)")
+    g.add_argument("--roi", default="auto",
+                   help="where to sign: auto (centred square, 60%% of the short side), full, "
+                        "center:0.5, x,y,w,h pixels or fractions")
+    g.add_argument("--flip", action="store_true", help="mirror frames before everything "
+                                                       "(left-handed signing)")
+    g.add_argument("--hold", type=int, default=1,
+                   help="show each image of a folder/CSV source for N frames")
+    g.add_argument("--loop", action="store_true", help="restart a file source at its end")
+    g.add_argument("--reconnect-tries", type=int, default=0,
+                   help="give up after N camera reconnect tries (default 0 = keep trying)")
+    g = ap.add_argument_group("recognition and spelling")
+    g.add_argument("--threshold", type=float, default=0.6,
+                   help="confidence needed for a letter (default 0.6)")
+    g.add_argument("--smooth", type=float, default=0.5,
+                   help="EMA weight of the newest frame, 1 = no smoothing (default 0.5)")
+    g.add_argument("--stable", type=int, default=8,
+                   help="frames a letter must hold to be spelled (default 8)")
+    g.add_argument("--gap", type=int, default=15,
+                   help="frames without a letter that add a space (default 15)")
+    g = ap.add_argument_group("output")
+    g.add_argument("--no-display", action="store_true", help="no window and no web viewer")
+    g.add_argument("--web", action="store_true", help="use the web viewer even with a display")
+    g.add_argument("--host", default="127.0.0.1", help="web viewer address (default 127.0.0.1; "
+                                                       "0.0.0.0 to reach the board from a PC)")
+    g.add_argument("--port", type=int, default=8080, help="web viewer port (default 8080)")
+    g.add_argument("--record", metavar="FILE", help="write the annotated stream (.mp4/.avi)")
+    g.add_argument("--max-frames", type=int, default=0, help="stop after N frames")
+    g.add_argument("--quiet", action="store_true", help="no letter/text lines on stdout")
+    g.add_argument("--summary-json", metavar="FILE", help="write the run summary as JSON")
+    g = ap.add_argument_group("benchmark")
+    g.add_argument("--bench", action="store_true", help="benchmark over a Kaggle CSV")
+    g.add_argument("--csv", help="Kaggle Sign Language MNIST CSV(.gz) for --bench")
+    g.add_argument("--threads", default="1", help="threads, or a list like 1,2,4 (default 1)")
+    g.add_argument("--batch", type=int, default=0,
+                   help="images per inference call (default: the DPU batch; 1 on the host)")
+    g.add_argument("--limit", type=int, default=0, help="use only the first N CSV rows")
+    g.add_argument("--bench-frames", type=int, default=-1,
+                   help="640x480 frames for the frame benchmark (default 1000 with --bench; 0 = "
+                        "skip)")
+    g.add_argument("--json", metavar="FILE", help="write the benchmark results as JSON")
+    return ap
+
+
+def _check_args(a) -> None:
+    if not 0.0 < a.threshold <= 1.0:
+        raise AppError(f"--threshold {a.threshold}: must be in (0, 1]")
+    if not 0.0 < a.smooth <= 1.0:
+        raise AppError(f"--smooth {a.smooth}: must be in (0, 1] (1 = no smoothing)")
+    for name in ("stable", "gap", "hold"):
+        if getattr(a, name) < 1:
+            raise AppError(f"--{name} {getattr(a, name)}: must be at least 1")
+    for name in ("max_frames", "limit", "reconnect_tries", "batch", "width", "height"):
+        if getattr(a, name) < 0:
+            raise AppError(f"--{name.replace('_', '-')} {getattr(a, name)}: must be >= 0")
+    if not 0 <= a.port <= 65535:
+        raise AppError(f"--port {a.port}: must be 0..65535")
+    if a.no_display and a.web:
+        raise AppError("--no-display and --web contradict each other: pick one")
+    try:
+        a.thread_list = [int(t) for t in str(a.threads).split(",") if t.strip()]
+    except ValueError:
+        raise AppError(f"--threads {a.threads}: give a number or a list like 1,2,4") from None
+    if not a.thread_list or min(a.thread_list) < 1 or max(a.thread_list) > 64:
+        raise AppError(f"--threads {a.threads}: each must be 1..64")
+
+
+def resolve_model(a):
+    """(model path, labels, preprocess, (in_fix, out_fix) from the manifest)."""
+    man = load_manifest(a.manifest) if a.manifest else None
+    model = a.model or (man.xmodel_path if man else None)
+    if not model:
+        raise AppError("no model given: pass --model build/train/model.h5 (PC), or --model "
+                       "NAME.xmodel / --manifest deploy.json (board)")
+    found = None
+    if man is None and model.endswith(".xmodel"):
+        found = find_manifest(model)
+        if found:
+            man = load_manifest(found)
+    if man is not None and model.endswith(".xmodel") and os.path.isfile(model) \
+            and man.xmodel_path and os.path.basename(man.xmodel_path) == os.path.basename(model):
+        check_manifest_xmodel(man, model)
+    if found:
+        info(f"manifest: {found}")
+    if a.labels:
+        labels = load_labels(a.labels)
+    elif man is not None and man.labels:
+        labels = man.labels
+    else:
+        beside = os.path.join(os.path.dirname(os.path.abspath(model)), "labels.txt")
+        if not os.path.isfile(beside):
+            if not os.path.exists(model):
+                raise AppError(f"model {model} not found: train one (build/train/model.h5) or "
+                               f"pass --model PATH")
+            raise AppError(f"no labels for {model}: put the trainer's labels.txt beside it, or "
+                           f"pass --labels FILE (or --manifest)")
+        labels = load_labels(beside)
+    pp = man.preprocess if man is not None else Preprocess()
+    fix = (man.input_fix, man.output_fix) if man is not None else (None, None)
+    return model, labels, pp, fix
+
+
+def make_backend(a):
+    from backends import open_backend
+    model, labels, pp, fix = resolve_model(a)
+    return open_backend(a.backend, model, labels, pp, manifest_fix=fix,
+                        host_runtime=a.host_runtime)
+
+
+def choose_viewer(a) -> str:
+    from pipeline import gui_available
+    if a.no_display:
+        return "none"
+    if a.web:
+        return "web"
+    return "window" if gui_available() else "web"
+
+
+def run_live(a, backend, on_frame=None, out=sys.stdout, capture_factory=None) -> int:
+    from pipeline import (FrameProcessor, LivePipeline, Recorder, Roi, ViewerMissing, WebSink,
+                          WindowSink)
+    from sources import open_source
+    roi = Roi(a.roi, multiple=backend.preprocess.width)
+    src = open_source(a.source, width=a.width, height=a.height, hold=a.hold, loop=a.loop,
+                      limit=a.limit, max_reconnects=a.reconnect_tries,
+                      capture_factory=capture_factory)
+    sinks = []
+    try:
+        viewer = choose_viewer(a)
+        if viewer == "window":
+            sinks.append(WindowSink())
+        elif viewer == "web":
+            label = ("DPU (vart)" if backend.kind == "vart" else f"CPU ({backend.name})")
+            try:
+                sinks.append(WebSink(a.host, a.port, backend_label=label))
+            except ViewerMissing:
+                if a.web:
+                    raise
+                warn("no display and no web viewer (dpu_app/web.py) here: running without a "
+                     "picture; letters still go to stdout (use --record FILE to keep the video)")
+        if a.record:
+            sinks.append(Recorder(a.record, src.fps or 30.0))
+    except BaseException:
+        for s in sinks:
+            s.close()
+        src.close()
+        raise
+    proc = FrameProcessor(backend, roi, threshold=a.threshold, smooth=a.smooth,
+                          stable=a.stable, gap=a.gap, flip=a.flip)
+    info(f"{backend.name}: {backend.model_path}; source {src}; "
+         f"{'viewer ' + viewer if sinks else 'no viewer'}")
+    pipe = LivePipeline(proc, src, sinks, max_frames=a.max_frames, out=None if a.quiet else out,
+                        on_frame=on_frame)
+    summary = pipe.run()
+    summary["backend"] = backend.describe()
+    summary["source"] = str(src)
+    ms = " ".join(f"{k} {v:.2f}" for k, v in summary["ms"].items())
+    info(f"{summary['frames']} frames in {summary['seconds']:.1f}s ({summary['fps']:.1f} fps; "
+         f"dropped {summary['dropped']}, unreadable {summary['bad_frames']}, reconnects "
+         f"{summary['reconnects']}); mean ms: {ms}; stopped by {summary['stopped_by']}")
+    if not a.quiet:
+        print(f'final text "{summary["text"]}"', file=out, flush=True)
+    if a.summary_json:
+        _write_json(a.summary_json, summary)
+    return 0
+
+
+def _write_json(path: str, data: dict) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as f:     # temp + rename: never half-written
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise AppError(f"could not write {path} ({e.strerror or e}): check the folder") from None
+
+
+def run_bench(a, backend, out=sys.stdout) -> int:
+    import bench
+    from pipeline import FrameProcessor, Roi
+    from sources import load_kaggle_csv
+    csv = a.csv or (a.source if str(a.source).lower().endswith((".csv", ".csv.gz")) else None)
+    if not csv:
+        raise AppError("--bench needs --csv FILE (the Kaggle test CSV, e.g. "
+                       "data/sign_mnist/sign_mnist_test.csv.gz)")
+    pixels, raw = load_kaggle_csv(csv, a.limit)
+    unknown = sorted({chr(65 + int(r)) for r in raw} - set(backend.labels))
+    if unknown:
+        raise AppError(f"the model's labels {''.join(backend.labels)} lack {''.join(unknown)} "
+                       f"found in {csv}: wrong labels file?")
+    res = {"backend": backend.describe(), "csv": os.path.abspath(csv), "machine":
+           bench.machine_info(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+           "note": "infer includes int8 input scaling (vart) and softmax; workers are warmed "
+                   "up before timing", "runs": []}
+    for t in a.thread_list:
+        r = bench.bench_csv(backend, pixels, raw, threads=t, batch=a.batch or None)
+        res["runs"].append(r)
+        print(f"{backend.name}: {r['images']} images, {t} thread(s), batch {r['batch']}: "
+              f"accuracy {r['accuracy'] * 100:.2f}%, {r['fps_infer_only']:.0f} img/s infer only, "
+              f"{r['fps_with_preprocess']:.0f} img/s with preprocess", file=out, flush=True)
+    nf = 1000 if a.bench_frames < 0 else a.bench_frames
+    if nf:
+        proc = FrameProcessor(backend, Roi(a.roi, multiple=backend.preprocess.width), threshold=a.threshold, smooth=a.smooth,
+                              stable=a.stable, gap=a.gap)
+        frames, truth = bench.synth_frames(pixels, raw, nf)
+        fr = bench.bench_frames(proc, frames, truth, nf)
+        res["frames"] = fr
+        ms = " ".join(f"{k} {v:.3f}" for k, v in fr["stages_ms"].items())
+        print(f"{backend.name}: {nf} frames 640x480 single stream (preprocess+infer+overlay): "
+              f"{fr['fps']:.0f} frames/s; mean ms {ms}", file=out, flush=True)
+    if a.json:
+        _write_json(a.json, res)
+        info(f"wrote {a.json}")
+    return 0
+
+
+def main(argv=None, *, on_frame=None, out=None, capture_factory=None) -> int:
+    out = out or sys.stdout
+    a = build_parser().parse_args(argv)
+    backend = None
+    try:
+        _check_args(a)
+        backend = make_backend(a)
+        if a.bench:
+            return run_bench(a, backend, out=out)
+        return run_live(a, backend, on_frame=on_frame, out=out, capture_factory=capture_factory)
+    except AppError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return EXIT_FAULT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr, flush=True)
+        return 130
+    finally:
+        if backend is not None:
+            backend.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""The vart backend against the VART/XIR emulation in tests/fake_vart, on a real quantized model.
+
+The emulation enforces the real binding's rules (exact dims, int8, C-contiguous, lists,
+(job, status) then wait, one runner per thread, DPU device attr, fix_point attrs) and runs the
+QUANTIZED Keras model on the dequantized int8 input, so the app's scaling, rounding and
+clipping are checked against real numbers. Not a board: see dpu_app/README.md.
+"""
+import hashlib
+import io
+import json
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from vart_emulation import (FAKE_VART_DIR, TEST_CSV, app_on_path, quant_fix_points, real_models,
+                            write_emulated_xmodel, write_manifest)
+
+app_on_path()
+from common import AppError, Preprocess  # noqa: E402
+
+N_IMAGES = 300
+pytestmark = pytest.mark.filterwarnings("ignore::SyntaxWarning")   # vitis_quantizer autograph
+
+
+@pytest.fixture(autouse=True)
+def _dpu_app_modules():
+    app_on_path()          # keep dpu_app's modules (not the repo's bench/ package) importable
+
+
+def _cache_root(request, tmp_path_factory):
+    try:
+        return request.config.cache.mkdir("dpu_app_quantized")
+    except AttributeError:
+        return tmp_path_factory.mktemp("dpu_app_quantized")
+
+
+@pytest.fixture(scope="module")
+def models(request, tmp_path_factory, small_build):
+    m = real_models(small_build[0], _cache_root(request, tmp_path_factory))
+    m["fix"] = quant_fix_points(m["quant"])
+    m["labels_list"] = open(m["labels"]).read().split()
+    return m
+
+
+@pytest.fixture(scope="module")
+def test_data():
+    from model.data import LETTERS, load_csv
+    ds = load_csv(TEST_CSV)
+    return ds.x[:N_IMAGES], [LETTERS[c] for c in ds.y[:N_IMAGES]]
+
+
+@pytest.fixture
+def vart(monkeypatch):
+    """The emulated vart/xir modules, imported fresh for the test and removed after it (the
+    emulated 'DPU' keeps its loaded models in fake_vart/_emu_cache.py)."""
+    monkeypatch.syspath_prepend(str(FAKE_VART_DIR))
+    for name in ("vart", "xir"):
+        sys.modules.pop(name, None)
+    import vart as v
+    assert getattr(v, "EMULATED", False), "a real vart module shadows the emulation"
+    v.EMULATION.reset()
+    yield v
+    for name in ("vart", "xir"):                 # leave no fake vart behind for other tests
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture(scope="module")
+def host_quant(models):
+    from backends import HostBackend
+    return HostBackend(models["quant"], models["labels_list"], Preprocess(), runtime="tflite")
+
+
+def emu_xmodel(tmp_path, models, **kw):
+    kw.setdefault("q_h5", models["quant"])
+    kw.setdefault("in_fix", models["fix"][0])
+    kw.setdefault("out_fix", models["fix"][1])
+    return str(write_emulated_xmodel(tmp_path / "signnet.xmodel", **kw))
+
+
+# ---------------------------------------------------------------------------- numbers
+def test_emulated_vart_equals_host_quantized(tmp_path, models, test_data, vart, host_quant):
+    from backends import VartBackend
+    x, truth = test_data
+    vb = VartBackend(emu_xmodel(tmp_path, models), models["labels_list"], Preprocess())
+    assert (vb.in_fix, vb.out_fix) == models["fix"]
+    pv = vb.infer(x)
+    ph = host_quant.infer(x)
+    assert (pv.argmax(1) == ph.argmax(1)).all()
+    np.testing.assert_allclose(pv, ph, rtol=0, atol=1e-6)
+    # the int8 the "DPU" got is clip(floor(x * 2**fix + 0.5)), computed here independently
+    sent = np.concatenate(vart.EMULATION.inputs[-N_IMAGES:])
+    scaled = x.astype(np.float64) * 2 ** models["fix"][0]
+    want = np.clip(np.floor(scaled + 0.5), -128, 127).astype(np.int8)
+    assert np.array_equal(sent, want)
+    # and it is a real model: far better than chance on real test images
+    acc = np.mean(np.asarray(models["labels_list"])[pv.argmax(1)] == np.asarray(truth))
+    assert acc > 0.3
+
+
+def test_comparison_is_sensitive_to_output_scaling(tmp_path, models, test_data, vart,
+                                                   host_quant, monkeypatch):
+    """Mutation check: an app that dequantizes the output with the wrong fix point gives the
+    same argmax but different probabilities, and the comparison above would catch it."""
+    import backends
+    from backends import VartBackend
+    x, _ = test_data
+    vb = VartBackend(emu_xmodel(tmp_path, models), models["labels_list"], Preprocess())
+    monkeypatch.setattr(backends, "dequantize_output",
+                        lambda q, fix: q.astype(np.float32) * np.float32(2.0 ** -(fix - 1)))
+    pv = vb.infer(x[:50])
+    ph = host_quant.infer(x[:50])
+    assert np.abs(pv - ph).max() > 1e-3
+
+
+def test_white_pixel_clips_to_127_not_wraps(tmp_path, models, vart):
+    from backends import VartBackend
+    xm = emu_xmodel(tmp_path, models, in_fix=7, compute="record")
+    vb = VartBackend(xm, models["labels_list"], Preprocess())
+    x = np.zeros((4, 28, 28, 1), np.float32)
+    x[0] = 1.0                                   # white: 128 at fix 7
+    x[1] = 0.5
+    x[2] = 1.0 / 255
+    x[3, 0, 0, 0] = 0.5 / 128                    # exactly half an LSB: DPU rounds half up
+    vb.infer(x)
+    q = vart.EMULATION.inputs
+    assert len(q) == 4 and all(a.dtype == np.int8 for a in q)
+    assert (q[0] == 127).all(), "1.0 at fix_point 7 must clip to 127"
+    assert np.float32(128).astype(np.int8) == -128   # what the unclipped cast would send
+    assert (q[1] == 64).all() and (q[2] == 1).all()
+    assert q[3][0, 0, 0, 0] == 1 and (q[3].ravel()[1:] == 0).all()
+
+
+def test_dpu_batch_larger_than_one(tmp_path, models, test_data, vart, host_quant):
+    """A DPU batch of 4: 10 images go as 3 jobs, the last padded; results match batch 1."""
+    from backends import VartBackend
+    x, _ = test_data
+    vb = VartBackend(emu_xmodel(tmp_path, models, batch=4), models["labels_list"], Preprocess())
+    assert vb.batch == 4
+    p = vb.infer(x[:10])
+    assert vart.EMULATION.jobs == 3
+    np.testing.assert_allclose(p, host_quant.infer(x[:10]), atol=1e-6)
+
+
+def test_threads_each_get_their_own_runner(tmp_path, models, vart, host_quant):
+    """app_mt.py style benchmark with 3 threads: every thread creates its own runner (the
+    emulation refuses a runner used from another thread) and accuracy equals the host's."""
+    import bench
+    from backends import VartBackend
+    from sources import load_kaggle_csv
+    pix, raw = load_kaggle_csv(str(TEST_CSV), limit=120)
+    vb = VartBackend(emu_xmodel(tmp_path, models), models["labels_list"], Preprocess())
+    rv = bench.bench_csv(vb, pix, raw, threads=3)
+    rh = bench.bench_csv(host_quant, pix, raw, threads=1)
+    assert rv["correct"] == rh["correct"] and rv["same_predictions_with_preprocess"]
+    owners = {name for _, name in vart.EMULATION.runners}
+    assert {"bench-0", "bench-1", "bench-2"} <= owners
+    assert len(vart.EMULATION.threads) >= 3
+
+
+# ---------------------------------------------------------------------------- xmodel checks
+@pytest.mark.parametrize("count", [0, 2])
+def test_dpu_subgraph_count_must_be_one(tmp_path, models, vart, count):
+    from backends import VartBackend
+    xm = emu_xmodel(tmp_path, models, dpu_subgraphs=count)
+    with pytest.raises(AppError, match=f"has {count} DPU subgraphs, this app needs exactly 1"):
+        VartBackend(xm, models["labels_list"], Preprocess())
+
+
+@pytest.mark.parametrize("kw,msg", [
+    ({"in_dtype": "float32"}, "is float32, this app feeds int8"),
+    ({"with_fix": False}, "has no fix_point attribute"),
+    ({"in_dims": [1, 32, 32, 1]}, "input tensor .* is \\[1, 32, 32, 1\\]"),
+    ({"classes": 26}, "has 26 outputs but there are 24 labels"),
+    ({"fail_create": "CHECK fingerprint fail"}, "could not open a DPU runner .*fingerprint"),
+])
+def test_xmodel_faults_are_one_line(tmp_path, models, vart, kw, msg):
+    from backends import VartBackend
+    with pytest.raises(AppError, match=msg) as e:
+        VartBackend(emu_xmodel(tmp_path, models, **kw), models["labels_list"], Preprocess())
+    assert "\n" not in str(e.value)
+
+
+def test_unreadable_and_missing_xmodel(tmp_path, models, vart):
+    from backends import VartBackend
+    bad = tmp_path / "bad.xmodel"
+    bad.write_bytes(b"\x00garbage")
+    with pytest.raises(AppError, match="could not be read"):
+        VartBackend(str(bad), models["labels_list"], Preprocess())
+    with pytest.raises(AppError, match="not found"):
+        VartBackend(str(tmp_path / "none.xmodel"), models["labels_list"], Preprocess())
+
+
+def test_without_vart_modules(tmp_path, monkeypatch, models):
+    from backends import VartBackend
+    monkeypatch.setitem(sys.modules, "vart", None)
+    with pytest.raises(AppError, match="needs the Vitis AI runtime Python modules"):
+        VartBackend(str(tmp_path / "x.xmodel"), models["labels_list"], Preprocess())
+
+
+# ---------------------------------------------------------------------------- the emulation
+def test_emulation_enforces_the_real_rules(tmp_path, models, vart):
+    """The emulation is only useful if it rejects what the real runner would mishandle."""
+    import xir
+    g = xir.Graph.deserialize(emu_xmodel(tmp_path, models, compute="record"))
+    subs = g.get_root_subgraph().toposort_child_subgraph()
+    dpu = [s for s in subs if s.has_attr("device") and s.get_attr("device").upper() == "DPU"]
+    cpu = [s for s in subs if s.get_attr("device") == "CPU"]
+    with pytest.raises(RuntimeError):
+        vart.Runner.create_runner(cpu[0], "run")
+    r = vart.Runner.create_runner(dpu[0], "run")
+    ti, to = r.get_input_tensors()[0], r.get_output_tensors()[0]
+    assert ti.dtype == "xint8" and isinstance(ti.dims, list)
+    with pytest.raises(RuntimeError):
+        ti.get_attr("no_such_attr")
+    good_in = np.zeros(tuple(ti.dims), np.int8)
+    good_out = np.zeros(tuple(to.dims), np.int8)
+    bad_inputs = [
+        np.zeros((28, 28, 1), np.int8),                              # no batch dim
+        np.zeros(tuple(ti.dims), np.float32),                        # float
+        np.zeros((1, 28, 56, 1), np.int8)[:, :, ::2],                # not C-contiguous
+    ]
+    ro = np.zeros(tuple(ti.dims), np.int8)
+    ro.flags.writeable = False
+    bad_inputs.append(ro)
+    for b in bad_inputs:
+        with pytest.raises(RuntimeError):
+            r.execute_async([b], [good_out])
+    with pytest.raises(TypeError):
+        r.execute_async(good_in, [good_out])                         # not a list
+    job = r.execute_async([good_in], [good_out])
+    assert isinstance(job, tuple) and len(job) == 2
+    with pytest.raises(TypeError):
+        r.wait(job[0])                                               # the pair, not the id
+    assert r.wait(job) == 0
+    with pytest.raises(RuntimeError):
+        r.wait(job)                                                  # twice
+    err = []
+    t = threading.Thread(target=lambda: err.append(
+        pytest.raises(RuntimeError, r.execute_async, [good_in], [good_out])))
+    t.start()
+    t.join()
+    assert err                                                       # runner of another thread
+
+
+# ---------------------------------------------------------------------------- whole app
+def test_app_bench_with_emulated_board_and_manifest(tmp_path, models, vart, host_quant):
+    import app
+    xm = emu_xmodel(tmp_path, models)
+    write_manifest(tmp_path / "deploy.json", xm, models["labels_list"], *models["fix"])
+    out = io.StringIO()
+    rc = app.main(["--model", xm, "--bench", "--csv", str(TEST_CSV), "--limit", "200",
+                   "--threads", "1,2", "--bench-frames", "40", "--json",
+                   str(tmp_path / "b.json")], out=out)
+    assert rc == 0
+    res = json.loads((tmp_path / "b.json").read_text())
+    assert res["backend"]["backend"] == "vart"
+    assert res["backend"]["input_fix_point"] == models["fix"][0]
+    from sources import load_kaggle_csv
+    import bench
+    pix, raw = load_kaggle_csv(str(TEST_CSV), limit=200)
+    want = bench.bench_csv(host_quant, pix, raw)["correct"]
+    assert [r["correct"] for r in res["runs"]] == [want, want]
+    assert res["frames"]["frames"] == 40 and res["frames"]["fps"] > 0
+    assert "vart: 200 images, 2 thread(s)" in out.getvalue()
+
+
+def test_app_refuses_stale_manifest(tmp_path, models, vart, capsys):
+    import app
+    xm = emu_xmodel(tmp_path, models)
+    write_manifest(tmp_path / "deploy.json", xm, models["labels_list"], *models["fix"],
+                   sha256=hashlib.sha256(b"another build").hexdigest())
+    rc = app.main(["--model", xm, "--bench", "--csv", str(TEST_CSV), "--limit", "10"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "is for another build" in err[0]
+
+
+def test_app_refuses_manifest_fix_mismatch(tmp_path, models, vart, capsys):
+    import app
+    xm = emu_xmodel(tmp_path, models)
+    man = write_manifest(tmp_path / "m.json", xm, models["labels_list"], models["fix"][0] + 1,
+                         models["fix"][1])
+    rc = app.main(["--manifest", str(man), "--bench", "--csv", str(TEST_CSV), "--limit", "10"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "manifest says input fix_point" in err[0]
