@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -160,6 +161,8 @@ def freeze(cfg, build_dir: str | Path) -> dict:
               "output_shape": [None, D.NUM_CLASSES], "input_range": [0.0, 1.0],
               "output_kind": "logits"}
         atomic_write_json(stage / "io.json", io)
+        # labels.txt beside the model, so the folder is a complete host bundle for dpu_app
+        shutil.copy2(build_dir / "train" / "labels.txt", stage / "labels.txt")
         metrics = {
             "images": len(test),
             "max_abs_diff_h5": float(np.abs(h5_out - ref).max()),

@@ -153,6 +153,8 @@ def quantize(cfg, build_dir: str | Path) -> dict:
                    "images": len(test), "calib_images": len(calib), "quantizer": impl,
                    "strategy": strategy, "seconds": round(time.monotonic() - t0, 1)}
         atomic_write_json(stage / "metrics.json", metrics)
+        # labels.txt beside the model, so the folder is a complete host bundle for dpu_app
+        shutil.copy2(build_dir / "train" / "labels.txt", stage / "labels.txt")
         atomic_write_json(stage / "provenance.json", provenance(
             "quantize", cfg, inputs={"model": {"path": str(src)},
                                      "test_csv": {"path": cfg.data.test_csv,
