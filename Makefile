@@ -28,7 +28,7 @@ TRAIN_SRC := $(wildcard model/*.py) toolchain/config.py toolchain/artifacts.py
 MODEL_H5  := $(BUILD)/train/model.h5
 LRFIND    := $(BUILD)/lr_find/lr_find.png
 
-.PHONY: help setup train lr-find freeze quantize compile shell docker-image deploy board-run board-bench app bench-app test test-all bench-train check-model clean distclean FORCE
+.PHONY: help setup train lr-find freeze quantize compile shell docker-image deploy board-run board-bench app bench-app test test-all bench-train check-model check-quantized clean distclean FORCE
 .DEFAULT_GOAL := help
 
 help:
@@ -49,6 +49,7 @@ help:
 	@echo "make test-all     also the slow checks (full default training)"
 	@echo "make bench-train  benchmark: train the default config from scratch, print accuracy and wall time"
 	@echo "make check-model  score $(BUILD)/train/model.h5 + labels.txt on the test CSV, independently"
+	@echo "make check-quantized  the same for the int8 model, loaded under quantize_scope"
 	@echo "make clean        remove $(BUILD)/;  make distclean: also $(VENV)/"
 	@echo "options: CONFIG=my.yaml SET=\"train.epochs=5 model.dropout=0.2\" BUILD=dir RUNNER=host|docker|auto"
 
@@ -145,7 +146,10 @@ bench-train: | $(VENV_OK)
 	$(PY) benchmarks/train_bench.py $(ARGS)
 
 check-model: $(MODEL_H5)
-	$(PY) benchmarks/check_model.py $(BUILD)/train/model.h5 $(BUILD)/train/labels.txt data/sign_mnist/sign_mnist_test.csv.gz
+	$(PY) benchmarks/check_model.py $(MODEL_H5) $(BUILD)/train/labels.txt data/sign_mnist/sign_mnist_test.csv.gz
+
+check-quantized: $(QUANT_H5)
+	$(PY) benchmarks/check_model.py --quantized $(QUANT_H5) $(BUILD)/quantize/labels.txt data/sign_mnist/sign_mnist_test.csv.gz
 
 clean:
 	rm -rf $(BUILD)

@@ -128,7 +128,7 @@ class EarlyStoppingConfig:
 @dataclass
 class TrainConfig:
     """Training loop."""
-    epochs: int = opt(10, "maximum epochs", min=1)
+    epochs: int = opt(8, "maximum epochs", min=1)
     batch_size: int = opt(128, "images per batch", min=1)
     shuffle: bool = opt(True, "reshuffle training rows every epoch")
     loss: str = opt("sparse_categorical_crossentropy",
