@@ -432,8 +432,9 @@ def _finish(cfg, tf, model, splits, history, best, stopped_early, train_seconds,
     print(f"\ntest accuracy {test['accuracy'] * 100:.2f}% on {len(splits.test):,} test images "
           f"(val {val['accuracy'] * 100:.2f}%)" if val else
           f"\ntest accuracy {test['accuracy'] * 100:.2f}% on {len(splits.test):,} test images")
-    worst = ", ".join(f"{k} {per_letter[k] * 100:.1f}%" for k in metrics["worst_letters"])
-    print(f"weakest letters: {worst}")
+    if any(v < 1.0 for v in per_letter.values()):
+        worst = ", ".join(f"{k} {per_letter[k] * 100:.1f}%" for k in metrics["worst_letters"])
+        print(f"weakest letters: {worst}")
     for n in notes:
         print(f"note: {n}")
     print(f"training {train_seconds:.0f}s, whole stage {metrics['stage_seconds']:.0f}s; "

@@ -30,7 +30,7 @@ if ! "$venv/bin/python" -m pip install --disable-pip-version-check --no-deps -r 
        "access to PyPI and run 'make setup' again" >&2
   exit 1
 fi
-"$venv/bin/python" - <<'PY'
+TF_CPP_MIN_LOG_LEVEL=2 "$venv/bin/python" - <<'PY'
 import numpy, tensorflow, cv2, yaml, docker, matplotlib, pytest, vitis_quantizer  # noqa: F401
 import tensorflow_model_optimization  # noqa: F401
 assert numpy.__version__ == "1.24.3", numpy.__version__

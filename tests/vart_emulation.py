@@ -159,42 +159,8 @@ def write_manifest(path: Path, xmodel: Path, labels: list[str], in_fix: int, out
     return Path(path)
 
 
-def place_in_frame(img28: np.ndarray, size=(640, 480), roi=None, bg: int = 40) -> np.ndarray:
-    """A BGR frame with the 28x28 grey image enlarged (nearest, integer factor) into the ROI."""
-    import cv2
-    w, h = size
-    if roi is None:
-        side = 280
-        roi = ((w - side) // 2, (h - side) // 2, side, side)
-    x, y, rw, rh = roi
-    f = np.full((h, w, 3), bg, np.uint8)
-    big = cv2.resize(img28, (rw, rh), interpolation=cv2.INTER_NEAREST)
-    f[y:y + rh, x:x + rw] = big[:, :, None]
-    return f
-
-
-def make_sign_video(path: Path, images: list[np.ndarray], hold: int, fps: float = 30.0,
-                    size=(640, 480), fourcc: str = "FFV1", gaps: dict | None = None) -> int:
-    """Write images (28x28 uint8) held `hold` frames each; gaps {index: (image, frames)} puts
-    a filler image after image `index`. Returns the number of frames written."""
-    import cv2
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
-    if not w.isOpened():
-        raise RuntimeError(f"cannot write {fourcc} video {path}")
-    n = 0
-    for i, img in enumerate(images):
-        f = place_in_frame(img, size)
-        for _ in range(hold):
-            w.write(f)
-            n += 1
-        if gaps and i in gaps:
-            gimg, k = gaps[i]
-            g = place_in_frame(gimg, size)
-            for _ in range(k):
-                w.write(g)
-                n += 1
-    w.release()
-    return n
+# the video helpers live with the user-facing script that makes demo videos
+from benchmarks.make_sign_video import make_sign_video, place_in_frame  # noqa: E402,F401
 
 
 class FakeCapture:

@@ -155,7 +155,7 @@ class LrFindConfig:
     start_lr: float = opt(1e-6, "first learning rate", min=0.0)
     end_lr: float = opt(1.0, "last learning rate", min=0.0)
     num_batches: int = opt(300, "batches in the sweep", min=10)
-    smoothing: float = opt(0.98, "exponential smoothing of the loss curve", min=0.0, max=0.999)
+    smoothing: float = opt(0.9, "exponential smoothing of the loss curve (applied forward and backward)", min=0.0, max=0.999)
     diverge: float = opt(4.0, "stop when smoothed loss > diverge x best loss", min=1.0)
 
 
