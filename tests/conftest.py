@@ -29,3 +29,17 @@ def small_build(tmp_path_factory):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return build, r
+
+
+@pytest.fixture(scope="session")
+def dpu_models(request, tmp_path_factory, small_build):
+    """The small build's float and quantized models as the app tests use them (the quantized
+    copy is cached under .pytest_cache by the float model's sha256: training is deterministic)."""
+    from vart_emulation import real_models
+    try:
+        cache = request.config.cache.mkdir("dpu_app_quantized")
+    except AttributeError:
+        cache = tmp_path_factory.mktemp("dpu_app_quantized")
+    m = real_models(small_build[0], cache)
+    m["labels_list"] = open(m["labels"]).read().split()
+    return m

@@ -14,7 +14,7 @@ import threading
 import numpy as np
 import pytest
 
-from vart_emulation import (FAKE_VART_DIR, TEST_CSV, app_on_path, quant_fix_points, real_models,
+from vart_emulation import (FAKE_VART_DIR, TEST_CSV, app_on_path, quant_fix_points,
                             write_emulated_xmodel, write_manifest)
 
 app_on_path()
@@ -26,22 +26,12 @@ pytestmark = pytest.mark.filterwarnings("ignore::SyntaxWarning")   # vitis_quant
 
 @pytest.fixture(autouse=True)
 def _dpu_app_modules():
-    app_on_path()          # keep dpu_app's modules (not the repo's bench/ package) importable
-
-
-def _cache_root(request, tmp_path_factory):
-    try:
-        return request.config.cache.mkdir("dpu_app_quantized")
-    except AttributeError:
-        return tmp_path_factory.mktemp("dpu_app_quantized")
+    app_on_path()          # keep dpu_app's modules first on sys.path
 
 
 @pytest.fixture(scope="module")
-def models(request, tmp_path_factory, small_build):
-    m = real_models(small_build[0], _cache_root(request, tmp_path_factory))
-    m["fix"] = quant_fix_points(m["quant"])
-    m["labels_list"] = open(m["labels"]).read().split()
-    return m
+def models(dpu_models):
+    return dict(dpu_models, fix=quant_fix_points(dpu_models["quant"]))
 
 
 @pytest.fixture(scope="module")
