@@ -106,8 +106,10 @@ $(DEPLOY): $(BUILD)/.cfg/quantize+compile.yaml $(QUANT_H5) $(MODEL_H5) $(COMPILE
 shell: | $(VENV_OK)
 	$(TC) shell $(ARGS)
 
+# BASE_IMAGE: the Vitis AI image to extend (default: the Dockerfile's, = docker.image's default)
+BASE_IMAGE ?=
 docker-image:
-	docker build -t signlang/vitis-ai-tf2:3.5.0.300 docker/
+	docker build $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) -t signlang/vitis-ai-tf2:3.5.0.300 docker/
 
 # ---------------------------------------------------------------- board (ssh)
 BOARD ?=

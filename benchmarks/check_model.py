@@ -23,6 +23,12 @@ def main() -> int:
     ap.add_argument("csv")
     ap.add_argument("--quantized", action="store_true")
     a = ap.parse_args()
+    import os
+    for f in (a.model, a.labels, a.csv):
+        if not os.path.isfile(f):
+            print(f"error: {f} not found (make train / make quantize write the models)",
+                  file=sys.stderr)
+            return 2
     import tensorflow as tf
     if a.quantized:
         from vitis_quantizer import quantize_scope

@@ -62,24 +62,47 @@ def make_sign_video(path: Path, images: list[np.ndarray], hold: int, fps: float 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("word")
-    ap.add_argument("out")
+    ap.add_argument("out", help="output video (.avi: lossless FFV1)")
     ap.add_argument("--hold", type=int, default=14, help="frames per letter (default 14)")
     ap.add_argument("--csv", default=str(REPO / "data/sign_mnist/sign_mnist_test.csv.gz"))
     a = ap.parse_args()
-    word = a.word.upper()
-    bad = [c for c in word if c not in string.ascii_uppercase or c in "JZ"]
-    if bad:
-        print(f"error: {''.join(bad)!r}: only the letters A..Y without J (and Z) are in the "
-              f"dataset", file=sys.stderr)
+
+    def fail(msg: str) -> int:
+        print(f"error: {msg}", file=sys.stderr)
         return 2
-    opener = gzip.open if a.csv.endswith(".gz") else open
-    with opener(a.csv, "rt") as f:
-        rows = np.loadtxt(f, delimiter=",", skiprows=1, dtype=np.int64)
+
+    word = a.word.upper()
+    bad = sorted({c for c in word if c not in string.ascii_uppercase or c in "JZ"})
+    if not word or bad:
+        return fail(f"word {a.word!r}: give letters A..Y without J (J and Z need motion and are "
+                    f"not in the dataset)")
+    if a.hold < 1:
+        return fail("--hold must be >= 1")
+    if not a.out.lower().endswith(".avi"):
+        return fail(f"{a.out}: use an .avi name (the video is lossless FFV1 in AVI)")
+    if not Path(a.out).resolve().parent.is_dir():
+        return fail(f"{a.out}: folder {Path(a.out).resolve().parent} does not exist")
+    try:
+        opener = gzip.open if a.csv.endswith(".gz") else open
+        with opener(a.csv, "rt") as f:
+            rows = np.loadtxt(f, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
+    except (OSError, ValueError, EOFError) as e:
+        return fail(f"{a.csv}: cannot read it as a Kaggle Sign Language MNIST CSV ({e})")
     first = {}
     for r in rows:
-        first.setdefault(string.ascii_uppercase[r[0]], r[1:].reshape(28, 28).astype(np.uint8))
-    n = make_sign_video(Path(a.out), [first[c] for c in word], hold=a.hold)
+        if r.shape[0] == 785 and 0 <= r[0] < 26:
+            first.setdefault(string.ascii_uppercase[r[0]], r[1:].reshape(28, 28).astype(np.uint8))
+    missing = sorted(set(word) - set(first))
+    if missing:
+        return fail(f"{a.csv} has no image of {', '.join(missing)}")
+    try:
+        n = make_sign_video(Path(a.out), [first[c] for c in word], hold=a.hold)
+    except RuntimeError as e:
+        return fail(f"{a.out}: {e}")
     print(f"{a.out}: {n} frames spelling {word}")
+    if any(x == y for x, y in zip(word, word[1:])):
+        print("note: the app writes a held letter once, so a doubled letter comes out single "
+              "(a signer drops the hand between them)")
     return 0
 
 

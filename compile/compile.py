@@ -2,7 +2,7 @@
 
     tf2: vai_c_tensorflow2 -m quantize/quantized.h5 -a <arch.json> -o <out> -n <name>
              --options '{"input_shape": "1,28,28,1"}'
-    tf1: vai_c_tensorflow -f quantize/tf1/quantize_eval_model.pb -a <arch.json> -o <out> -n <name>
+    tf1: vai_c_tensorflow -f quantize-tf1/results/quantize_eval_model.pb -a <arch.json> -o <out> -n <name>
 
 The compiler exists only in the Vitis AI image: on the host this stage stops in one line
 before touching anything. The whole output folder is built in `<build>/compile.partial-<pid>/`
@@ -37,7 +37,7 @@ FAILED_LOG = "compile-failed.log"
 def model_input(flow: str, build_dir: Path) -> Path:
     if flow == "tf2":
         return build_dir / "quantize" / "quantized.h5"
-    return build_dir / "quantize" / "tf1" / "quantize_eval_model.pb"
+    return build_dir / "quantize-tf1" / "results" / "quantize_eval_model.pb"
 
 
 def check_input_shape(text: str) -> str:
@@ -149,7 +149,7 @@ def compile_stage(cfg, build_dir, xir_module=None) -> dict:
     model = model_input(flow, build_dir)
     if not model.is_file():
         raise UserError(f"{model} is missing: run `make quantize` first"
-                        + (" (quantize.flow=tf1 writes quantize/tf1/)" if flow == "tf1" else ""))
+                        + (" (quantize.flow=tf1 writes quantize-tf1/results/)" if flow == "tf1" else ""))
     labels = M.read_labels(build_dir / "train" / M.LABELS_FILE)
     clean_stale_partials(build_dir)
     out_dir = build_dir / OUT_DIR

@@ -17,6 +17,8 @@ import os
 import sys
 import time
 
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")     # before cv2 is imported anywhere
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import (AppError, Preprocess, check_manifest_xmodel, find_manifest, info,  # noqa: E402
@@ -167,14 +169,21 @@ def choose_viewer(a) -> str:
     return "window" if gui_available() else "web"
 
 
-def run_live(a, backend, on_frame=None, out=sys.stdout, capture_factory=None) -> int:
+def open_live_source(a, capture_factory=None):
+    from sources import open_source
+    return open_source(a.source, width=a.width, height=a.height, hold=a.hold, loop=a.loop,
+                       limit=a.limit, max_reconnects=a.reconnect_tries,
+                       capture_factory=capture_factory)
+
+
+def run_live(a, backend, src, on_frame=None, out=sys.stdout) -> int:
     from pipeline import (FrameProcessor, LivePipeline, Recorder, Roi, ViewerMissing, WebSink,
                           WindowSink)
-    from sources import open_source
-    roi = Roi(a.roi, multiple=backend.preprocess.width)
-    src = open_source(a.source, width=a.width, height=a.height, hold=a.hold, loop=a.loop,
-                      limit=a.limit, max_reconnects=a.reconnect_tries,
-                      capture_factory=capture_factory)
+    try:
+        roi = Roi(a.roi, multiple=backend.preprocess.width)
+    except BaseException:
+        src.close()
+        raise
     sinks = []
     try:
         viewer = choose_viewer(a)
@@ -272,13 +281,15 @@ def run_bench(a, backend, out=sys.stdout) -> int:
 def main(argv=None, *, on_frame=None, out=None, capture_factory=None) -> int:
     out = out or sys.stdout
     a = build_parser().parse_args(argv)
-    backend = None
+    backend = src = None
     try:
         _check_args(a)
+        if not a.bench:       # a missing camera is reported before seconds of model loading
+            src = open_live_source(a, capture_factory)
         backend = make_backend(a)
         if a.bench:
             return run_bench(a, backend, out=out)
-        return run_live(a, backend, on_frame=on_frame, out=out, capture_factory=capture_factory)
+        return run_live(a, backend, src, on_frame=on_frame, out=out)
     except AppError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return EXIT_FAULT
@@ -288,6 +299,8 @@ def main(argv=None, *, on_frame=None, out=None, capture_factory=None) -> int:
     finally:
         if backend is not None:
             backend.close()
+        if src is not None and backend is None:     # the model failed to load
+            src.close()
 
 
 if __name__ == "__main__":

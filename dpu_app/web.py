@@ -384,13 +384,6 @@ class WebViewer:
             self._cond.notify_all()
             return self._seq
 
-    def publish_state(self, state: dict) -> int:
-        """Update the state without a new frame (e.g. while the camera is re-opening)."""
-        clean = _clean(dict(state or {}))
-        with self._cond:
-            self._state = clean
-            return self._seq
-
     @property
     def seq(self) -> int:
         return self._seq

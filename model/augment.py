@@ -12,8 +12,6 @@ its state can be saved for resume); the warp itself is one batched TensorFlow op
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from model.data import IMAGE_SIZE
@@ -74,7 +72,3 @@ def apply_tf(x, transforms, contrast, brightness, noise):
     x = x + noise
     return tf.clip_by_value(x, 0.0, 1.0)
 
-
-def angle_deg(transform_row) -> float:
-    """Rotation angle (degrees) encoded in one inverse-transform row (for tests)."""
-    return -math.degrees(math.atan2(transform_row[3], transform_row[0]))

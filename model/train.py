@@ -232,10 +232,6 @@ def _set_rng_state(rng: np.random.Generator, st: dict) -> None:
     rng.bit_generator.state = st
 
 
-class _Interrupted(Exception):
-    pass
-
-
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -335,6 +331,8 @@ def train(cfg, build_dir: str | Path) -> dict:
             row = {"epoch": epoch, "lr": lr, "train_loss": loss_sum / seen,
                    "train_accuracy": correct / seen, "val_loss": val["loss"],
                    "val_accuracy": val["accuracy"], "images_per_s": seen / train_time,
+                   **({"val_top3_accuracy": val.get("top3_accuracy")}
+                      if "top3_accuracy" in tcfg.metrics else {}),
                    "epoch_s": time.monotonic() - t0,
                    "elapsed_s": (history[-1]["elapsed_s"] if history else 0.0)
                    + time.monotonic() - t0}
@@ -406,7 +404,9 @@ def _finish(cfg, tf, model, splits, history, best, stopped_early, train_seconds,
         notes = reports.overfit_notes(history, val, test, cfg.train.overfit_gap)
         metrics = {
             "test_accuracy": test["accuracy"], "test_loss": test["loss"],
-            "test_top3_accuracy": test["top3_accuracy"], "test_images": len(splits.test),
+            **({"test_top3_accuracy": test["top3_accuracy"]}
+               if "top3_accuracy" in cfg.train.metrics else {}),
+            "test_images": len(splits.test),
             "val_accuracy": val["accuracy"] if val else None,
             "val_loss": val["loss"] if val else None,
             "per_letter_accuracy": per_letter,
@@ -432,6 +432,8 @@ def _finish(cfg, tf, model, splits, history, best, stopped_early, train_seconds,
     print(f"\ntest accuracy {test['accuracy'] * 100:.2f}% on {len(splits.test):,} test images "
           f"(val {val['accuracy'] * 100:.2f}%)" if val else
           f"\ntest accuracy {test['accuracy'] * 100:.2f}% on {len(splits.test):,} test images")
+    if "top3_accuracy" in metrics:
+        print(f"test top-3 accuracy {metrics['test_top3_accuracy'] * 100:.2f}%")
     if any(v < 1.0 for v in per_letter.values()):
         worst = ", ".join(f"{k} {per_letter[k] * 100:.1f}%" for k in metrics["worst_letters"])
         print(f"weakest letters: {worst}")

@@ -18,6 +18,11 @@ if [ "$ver" != "3.11" ]; then
   exit 2
 fi
 # A half-made venv must not look finished: build it, check it, then write the stamp.
+# Only ever delete a previous venv (or an empty dir), never whatever VENV= happens to name.
+if [ -e "$venv" ] && [ ! -L "$venv" ] && [ ! -f "$venv/pyvenv.cfg" ] && [ -n "$(ls -A "$venv" 2>/dev/null)" ]; then
+  echo "error: $venv exists and is not a Python venv; refusing to replace it: pass VENV=<another dir>" >&2
+  exit 2
+fi
 rm -rf "$venv"
 cleanup() { rc=$?; if [ $rc -ne 0 ]; then rm -rf "$venv"; echo "error: venv setup failed (exit $rc); nothing was kept, run 'make setup' again" >&2; fi; }
 trap cleanup EXIT

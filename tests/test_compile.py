@@ -47,15 +47,15 @@ def test_tf2_command_is_vai_c_tensorflow2_with_input_shape_option():
 
 def test_tf1_command_is_vai_c_tensorflow_on_the_frozen_eval_graph():
     cmd = C.compiler_command("tf1", "vai_c_tensorflow",
-                             Path("/b/quantize/tf1/quantize_eval_model.pb"),
+                             Path("/b/quantize-tf1/results/quantize_eval_model.pb"),
                              Path("/arch/KV260/arch.json"), Path("/out"), "net")
-    assert cmd == ["vai_c_tensorflow", "-f", "/b/quantize/tf1/quantize_eval_model.pb",
+    assert cmd == ["vai_c_tensorflow", "-f", "/b/quantize-tf1/results/quantize_eval_model.pb",
                    "-a", "/arch/KV260/arch.json", "-o", "/out", "-n", "net"]
 
 
 def test_model_input_per_flow(tmp_path):
     assert C.model_input("tf2", tmp_path) == tmp_path / "quantize" / "quantized.h5"
-    assert C.model_input("tf1", tmp_path) == tmp_path / "quantize" / "tf1" / \
+    assert C.model_input("tf1", tmp_path) == tmp_path / "quantize-tf1" / "results" / \
         "quantize_eval_model.pb"
 
 
@@ -361,9 +361,10 @@ def vai(tmp_path, monkeypatch, arch_dir):
     log.write_text(real_log_for())
     monkeypatch.setenv("FAKE_VAI_LOG", str(log))
     build = tmp_path / "build"
-    (build / "quantize" / "tf1").mkdir(parents=True)
+    (build / "quantize").mkdir(parents=True)
+    (build / "quantize-tf1" / "results").mkdir(parents=True)
     (build / "quantize" / "quantized.h5").write_bytes(b"h5")
-    (build / "quantize" / "tf1" / "quantize_eval_model.pb").write_bytes(b"pb")
+    (build / "quantize-tf1" / "results" / "quantize_eval_model.pb").write_bytes(b"pb")
     (build / "train").mkdir()
     (build / "train" / "labels.txt").write_text("\n".join(LETTERS) + "\n")
 
@@ -413,7 +414,7 @@ def test_tf1_flow_compiles_the_frozen_eval_graph(vai):
                     xir_module=FakeXir())
     argv = vai.argv()
     assert Path(argv[0]).name == "vai_c_tensorflow"
-    assert argv[1:3] == ["-f", str((vai.build / "quantize" / "tf1" /
+    assert argv[1:3] == ["-f", str((vai.build / "quantize-tf1" / "results" /
                                     "quantize_eval_model.pb").resolve())]
     assert argv[3:5] == ["-a", str(vai.arch_dir / "KV260" / "arch.json")]
     assert "--options" not in argv

@@ -47,7 +47,9 @@ def test_unknown_keys_are_rejected_with_their_dotted_name(tmp_path, text, key):
     ("model: {widths: 32}", "model.widths", "expected list of integer"),
     ("model: {widths: [16, 5000]}", "model.widths", "DPU limit"),
     ("model: {kernel_size: 17}", "model.kernel_size", "above the maximum"),
-    ("data: {val_fraction: '0.1'}", "data.val_fraction", "expected a number"),
+    ("data: {val_fraction: 'ten percent'}", "data.val_fraction", "expected a number"),
+    ("train: {lr_schedule: {decay: 0.1}}", "train.lr_schedule.decay", "only applies to policy time_decay"),
+    ("train: {optimizer: {nesterov: true}}", "train.optimizer.nesterov", "only applies to the sgd"),
     ("train: {metrics: [accuracy, f1]}", "train.metrics[1]", "not one of"),
     ("train: {optimizer: adam}", "train.optimizer", "expected a mapping"),
     ("train: {label_smoothing: 0.1}", "train.label_smoothing", "categorical_crossentropy"),
@@ -67,6 +69,32 @@ def test_overrides_are_typed_and_validated(tmp_path):
         load_config(None, ["train.nope=1"])
     with pytest.raises(ConfigError, match="must look like"):
         load_config(None, ["train.epochs"])
+
+
+def test_exponent_floats_and_hex_fingerprints_read_as_meant(tmp_path):
+    # YAML 1.1 reads 1e-3 (no dot) as a string and 0x... as an int
+    cfg = load_config(write(tmp_path, "train: {lr_schedule: {lr: 1e-3}}\n"
+                                      "compile: {board: custom, fingerprint: 0x101000056010407}"))
+    assert cfg.train.lr_schedule.lr == 0.001
+    assert cfg.compile.fingerprint == "0x101000056010407"
+    assert load_config(None, ["lr_find.start_lr=1e-7"]).lr_find.start_lr == 1e-7
+
+
+def test_cosmetic_keys_do_not_make_outputs_stale():
+    from toolchain.config import config_hash
+    a = load_config(None, [])
+    b = load_config(None, ["train.progress=none", "train.threads=1", "runner=host"])
+    c = load_config(None, ["train.epochs=3"])
+    assert config_hash(a, "train") == config_hash(b, "train") != config_hash(c, "train")
+
+
+def test_duplicate_keys_and_non_utf8_files(tmp_path):
+    with pytest.raises(ConfigError, match="key 'epochs' is given twice"):
+        load_config(write(tmp_path, "train:\n  epochs: 3\n  epochs: 4\n"))
+    p = tmp_path / "latin1.yaml"
+    p.write_bytes("# caf\xe9\ntrain: {epochs: 3}\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_config(p)
 
 
 def test_missing_and_malformed_files(tmp_path):

@@ -161,3 +161,27 @@ def test_quantize_without_freeze_is_one_clear_line(tmp_path, repo_root):
     assert r.stderr.strip().splitlines()[-1] == (
         f"error: {tmp_path}/freeze/inference.h5 does not exist: run 'make freeze' first")
     assert "Traceback" not in r.stderr
+
+
+def test_tf1_flow_prepares_the_vai_q_run_and_says_where_to_run_it(frozen, repo_root, tmp_path):
+    import shutil
+    build, _ = frozen
+    b2 = tmp_path / "b"
+    shutil.copytree(build / "train", b2 / "train")
+    shutil.copytree(build / "freeze", b2 / "freeze")
+    r = toolchain(repo_root, "quantize", b2, "--set", "quantize.flow=tf1",
+                  "--set", "quantize.calib_size=100", "--set", "runner=host")
+    assert r.returncode == 2
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "vai_q_tensorflow exists only in the TF1 Vitis AI image" in err[0]
+    work = b2 / "quantize-tf1"
+    script = (work / "run_vai_q.sh").read_text()
+    assert ("vai_q_tensorflow quantize --input_frozen_graph ../freeze/frozen.pb --input_nodes image"
+            " --output_nodes logits --input_shapes ?,28,28,1 --input_fn calib_input.calib_input"
+            " --calib_iter 2 --output_dir results --method 1") in script
+    # the generated input_fn module feeds real calibration batches under the input node name
+    code = ("import sys; sys.path.insert(0, '.'); import calib_input as m; "
+            "b = m.calib_input(1); x = b['image']; print(x.shape, x.dtype, float(x.max()) <= 1.0)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True)
+    assert out.stdout.strip() == "(50, 28, 28, 1) float32 True", out.stderr
+    assert not (b2 / "quantize").exists()

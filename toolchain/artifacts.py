@@ -20,10 +20,18 @@ from pathlib import Path
 from .config import REPO_ROOT, to_dict
 
 
+def _default_mode() -> int:
+    """0666 minus the umask: what open() would give (mkstemp makes files 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, _default_mode())
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -85,12 +93,20 @@ def staged_dir(final: str | Path):
 
 
 def clean_stale_partials(parent: str | Path) -> None:
-    """Remove `*.partial-*` / `*.old-*` dirs and `.*.tmp` files left by killed runs."""
+    """Remove `*.partial-*` dirs and `.*.tmp` files left by killed runs. An `X.old-*` dir is
+    the previous complete result: it is put back when a kill between staged_dir's two
+    renames left no `X`, and removed otherwise."""
     parent = Path(parent)
     if not parent.is_dir():
         return
-    for p in parent.iterdir():
-        if (".partial-" in p.name or ".old-" in p.name) and p.is_dir():
+    for p in sorted(parent.iterdir()):
+        if ".old-" in p.name and p.is_dir():
+            final = parent / p.name.split(".old-")[0]
+            if final.exists():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                os.replace(p, final)
+        elif ".partial-" in p.name and p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
         elif p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file():
             p.unlink(missing_ok=True)

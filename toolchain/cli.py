@@ -21,24 +21,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--build-dir", default="build", help="where artifacts go (default: build)")
 
 
-def cmd_train(cfg, args) -> int:
-    from .runners import run_stage
-    return run_stage("train", cfg, args)
-
-
-def cmd_lr_find(cfg, args) -> int:
-    from .runners import run_stage
-    return run_stage("lr_find", cfg, args)
-
-
 def cmd_stage(cfg, args) -> int:
     from .runners import run_stage
     return run_stage(args.stage, cfg, args)
-
-
-def cmd_compile(cfg, args) -> int:
-    from .runners import run_stage
-    return run_stage("compile", cfg, args)
 
 
 def cmd_shell(cfg, args) -> int:
@@ -49,7 +34,7 @@ def cmd_shell(cfg, args) -> int:
 def cmd_config(cfg, args) -> int:
     """Print the resolved config, or write it to a file only when it changed (for Make)."""
     import yaml
-    d = to_dict(cfg)
+    d = to_dict(cfg, outputs_only=bool(args.write_if_changed))
     if args.sections:
         unknown = [k for k in args.sections if k not in d]
         if unknown:
@@ -115,10 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train the float model (build/train/)")
     _common(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_stage, stage="train")
     p = sub.add_parser("lr-find", help="LR range test: plot and suggested max lr for 1cycle")
     _common(p)
-    p.set_defaults(func=cmd_lr_find)
+    p.set_defaults(func=cmd_stage, stage="lr_find")
     p = sub.add_parser("freeze", help="inference-only .h5 and frozen .pb, checked against "
                        "the float model (build/freeze/)")
     _common(p)
@@ -130,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="compile the quantized model for the DPU "
                        "(build/compile/; needs the Vitis AI image)")
     _common(p)
-    p.set_defaults(func=cmd_compile)
+    p.set_defaults(func=cmd_stage, stage="compile")
     p = sub.add_parser("shell", help="interactive shell in the Vitis AI container "
                        "(same mounts, user and env as the docker runner)")
     _common(p)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,13 +26,17 @@ from .errors import ConfigError
 # typing.Union, and X | Y unions on Python >= 3.10 (the container's TF2 env is Python 3.8)
 _UNION_TYPES = tuple({typing.Union, getattr(types, "UnionType", typing.Union)})
 
+_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config" / "default.yaml"
 
 
-def opt(default, help: str = "", choices=None, min=None, max=None, hex=False):
-    """A config field with its documentation and constraints."""
-    meta = {"help": help, "choices": choices, "min": min, "max": max, "hex": hex}
+def opt(default, help: str = "", choices=None, min=None, max=None, hex=False, cosmetic=False):
+    """A config field with its documentation and constraints. `cosmetic` keys change how a
+    stage runs or prints, not what it produces: they do not make its outputs stale."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "hex": hex,
+            "cosmetic": cosmetic}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: json.loads(json.dumps(d)), metadata=meta)
     return field(default=default, metadata=meta)
@@ -135,7 +140,8 @@ class TrainConfig:
                     "computed from logits (softmax lives in the loss, not the model)",
                     choices=["sparse_categorical_crossentropy", "categorical_crossentropy"])
     label_smoothing: float = opt(0.0, "categorical_crossentropy only", min=0.0, max=0.5)
-    metrics: typing.List[str] = opt(["accuracy"], "accuracy and/or top3_accuracy",
+    metrics: typing.List[str] = opt(["accuracy"], "reported metrics: accuracy, and top3_accuracy "
+                                    "(validation per epoch in the history, test in metrics.json)",
                              choices=["accuracy", "top3_accuracy"])
     optimizer: OptimizerConfig = section(OptimizerConfig)
     lr_schedule: ScheduleConfig = section(ScheduleConfig)
@@ -145,8 +151,8 @@ class TrainConfig:
     overfit_gap: float = opt(0.03, "note overfitting when train acc - val acc exceeds this",
                              min=0.0)
     progress: str = opt("auto", "progress bar within an epoch: auto (only on a terminal), "
-                        "bar, none", choices=["auto", "bar", "none"])
-    threads: int = opt(0, "TensorFlow intra-op threads; 0 = all cores", min=0)
+                        "bar, none", choices=["auto", "bar", "none"], cosmetic=True)
+    threads: int = opt(0, "TensorFlow intra-op threads; 0 = all cores", min=0, cosmetic=True)
 
 
 @dataclass
@@ -232,7 +238,8 @@ class Config:
     """Root of the toolchain config."""
     seed: int = opt(1234, "seed for split, shuffling, augmentation and weights")
     runner: str = opt("auto", "where stages run: auto (container if the engine and image "
-                      "are there, else host), docker, host", choices=["auto", "docker", "host"])
+                      "are there, else host), docker, host", choices=["auto", "docker", "host"],
+                      cosmetic=True)
     data: DataConfig = section(DataConfig)
     model: ModelConfig = section(ModelConfig)
     train: TrainConfig = section(TrainConfig)
@@ -292,6 +299,8 @@ def _convert(value, tp, key: str, meta: dict, source: str):
         if isinstance(value, bool) or not isinstance(value, int):
             fail(f"expected an integer, got {value!r}")
     elif tp is float:
+        if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
+            value = float(value)        # YAML 1.1 reads 1e-3 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail(f"expected a number, got {value!r}")
         value = float(value)
@@ -347,6 +356,10 @@ def _check_cross(obj, prefix: str, source: str):
         if len(lo_hi) != 2 or not 0 <= lo_hi[0] <= lo_hi[1] < 1:
             fail("momentum_range", f"expected [low, high] with 0 <= low <= high < 1, "
                                    f"got {lo_hi}")
+    if isinstance(obj, ScheduleConfig) and obj.decay and obj.policy != "time_decay":
+        fail("decay", f"only applies to policy time_decay (policy is {obj.policy})")
+    if isinstance(obj, OptimizerConfig) and obj.nesterov and obj.name != "sgd":
+        fail("nesterov", f"only applies to the sgd optimizer (optimizer is {obj.name})")
     if isinstance(obj, TrainConfig):
         if obj.label_smoothing and obj.loss != "categorical_crossentropy":
             fail("label_smoothing", "needs loss: categorical_crossentropy")
@@ -354,6 +367,20 @@ def _check_cross(obj, prefix: str, source: str):
             fail("metrics", "must include 'accuracy' (early stopping and reports use it)")
     if isinstance(obj, LrFindConfig) and not obj.end_lr > obj.start_lr:
         fail("end_lr", "must be greater than start_lr")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def parse_override(text: str) -> tuple[list[str], object]:
@@ -376,7 +403,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(f"config file {source} does not exist "
                           f"(pass CONFIG=path/to/config.yaml, or drop it for the default)")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {source} is not UTF-8 text: save it as UTF-8 YAML") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -398,13 +427,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return _build(Config, raw, "", source)
 
 
-def to_dict(cfg) -> dict:
-    return dataclasses.asdict(cfg)
+def to_dict(cfg, outputs_only: bool = False) -> dict:
+    """The config as plain data; `outputs_only` drops the cosmetic keys (see `opt`)."""
+    if not outputs_only:
+        return dataclasses.asdict(cfg)
+    out = {}
+    for f in dataclasses.fields(cfg):
+        if f.metadata.get("cosmetic"):
+            continue
+        v = getattr(cfg, f.name)
+        out[f.name] = to_dict(v, True) if dataclasses.is_dataclass(v) else json.loads(json.dumps(v))
+    return out
 
 
 def config_hash(cfg, *sections: str) -> str:
-    """Stable hash of the whole config or of some top-level sections (for staleness/resume)."""
-    d = to_dict(cfg)
+    """Stable hash of what decides a stage's outputs: the whole config or some top-level
+    sections, cosmetic keys left out (for staleness and resume)."""
+    d = to_dict(cfg, outputs_only=True)
     if sections:
         d = {k: d[k] for k in sections}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

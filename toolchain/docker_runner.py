@@ -343,9 +343,10 @@ def in_container() -> bool:
     return os.environ.get("TOOLCHAIN_IN_CONTAINER") == "1"
 
 
-def choose(cfg, stage: str, connect_fn=None, err=None):
+def choose(cfg, stage: str, connect_fn=None, err=None, fallback_note=None):
     """('docker', client) or ('host', None) for cfg.runner; a one-line notice when `auto`
-    falls back to the host, a one-line UserError when `docker` cannot be honoured."""
+    falls back to the host (or, with `fallback_note`, the reason handed to that callable
+    instead), a one-line UserError when `docker` cannot be honoured."""
     err = err or sys.stderr
     connect_fn = connect_fn or connect
     if cfg.runner == "host" or (cfg.runner == "auto" and in_container()):
@@ -362,7 +363,10 @@ def choose(cfg, stage: str, connect_fn=None, err=None):
                f"(`docker pull {cfg.docker.image}` to use it)")
     except DockerUnavailable as e:
         why = e.reason
-    print(f"note: running '{stage}' on the host: {why}", file=err, flush=True)
+    if fallback_note is not None:
+        fallback_note(why)
+    else:
+        print(f"note: running '{stage}' on the host: {why}", file=err, flush=True)
     return "host", None
 
 

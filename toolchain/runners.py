@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
+from .errors import UserError
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -50,11 +52,22 @@ def run_stage(name: str, cfg, args, client_factory: Optional[Callable] = None) -
     the container (non-zero propagates to the CLI's exit code)."""
     stage = STAGES[name]
     build_dir = Path(args.build_dir)
+    why_not_container = []
     if cfg.runner != "host":
         from . import docker_runner
-        where, client = docker_runner.choose(cfg, name, connect_fn=client_factory)
+        # A stage that needs the image reports the fallback reason in its own error line
+        # (one line, not a note and then an error).
+        note = why_not_container.append if stage.needs_container else None
+        where, client = docker_runner.choose(cfg, name, connect_fn=client_factory,
+                                             fallback_note=note)
         if where == "docker":
             return docker_runner.run_in_container(name, cli_command(name), cfg, build_dir,
                                                   client)
-    stage.load()(cfg, build_dir)
+    try:
+        stage.load()(cfg, build_dir)
+    except UserError as e:
+        if why_not_container:
+            raise UserError(f"{e} (the container was not used: {why_not_container[0]})",
+                            e.exit_code) from None
+        raise
     return 0
