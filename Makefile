@@ -24,7 +24,7 @@ ARGS    := --config $(CONFIG) --build-dir $(BUILD) $(foreach s,$(SET),--set $(s)
 TC      := $(PY) -m toolchain
 
 DATA      := $(wildcard data/sign_mnist/*.csv.gz)
-TRAIN_SRC := $(wildcard model/*.py) toolchain/config.py toolchain/artifacts.py
+TRAIN_SRC := $(wildcard model/*.py)
 MODEL_H5  := $(BUILD)/train/model.h5
 LRFIND    := $(BUILD)/lr_find/lr_find.png
 
