@@ -153,9 +153,9 @@ def resolve_model(a):
     return model, labels, pp, fix
 
 
-def make_backend(a):
+def make_backend(a, resolved=None):
     from backends import open_backend
-    model, labels, pp, fix = resolve_model(a)
+    model, labels, pp, fix = resolved or resolve_model(a)
     return open_backend(a.backend, model, labels, pp, manifest_fix=fix,
                         host_runtime=a.host_runtime)
 
@@ -284,9 +284,10 @@ def main(argv=None, *, on_frame=None, out=None, capture_factory=None) -> int:
     backend = src = None
     try:
         _check_args(a)
+        resolved = resolve_model(a)           # cheap: files, labels, manifest
         if not a.bench:       # a missing camera is reported before seconds of model loading
             src = open_live_source(a, capture_factory)
-        backend = make_backend(a)
+        backend = make_backend(a, resolved)
         if a.bench:
             return run_bench(a, backend, out=out)
         return run_live(a, backend, src, on_frame=on_frame, out=out)

@@ -339,6 +339,8 @@ def test_expected_faults_are_one_line(case, tmp_path, models, capsys):
         (tmp_path / "labels.txt").write_text("\n".join(models["labels_list"]))
     elif case == "bad_manifest":
         (tmp_path / "m.json").write_text("{not json")
+    if "--source" not in args and "--bench" not in args:
+        args = args + ["--source", str(TEST_CSV)]     # a model fault, whatever the cameras
     rc = app.main(args + ["--no-display"])
     err = capsys.readouterr().err
     assert rc == 2
@@ -350,6 +352,27 @@ def test_expected_faults_are_one_line(case, tmp_path, models, capsys):
             "bench_no_csv": "--bench needs --csv", "bad_manifest": "not readable JSON",
             "csv_missing": "not found"}[case]
     assert want in line, line
+
+
+def test_missing_camera_is_reported_before_the_model_loads(models, capsys, monkeypatch):
+    import backends
+    loaded = []
+    monkeypatch.setattr(backends, "open_backend", lambda *a, **k: loaded.append(1))
+
+    class NoCamera:
+        def __init__(self, *a, **k):
+            pass
+
+        def isOpened(self):
+            return False
+
+        def release(self):
+            pass
+
+    rc = app.main(["--model", models["float"], "--source", "7", "--no-display"],
+                  capture_factory=NoCamera)
+    assert rc == 2 and not loaded
+    assert "camera 7 could not be opened" in one_error_line(capsys.readouterr().err)
 
 
 def test_viewer_choice(monkeypatch):

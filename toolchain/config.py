@@ -398,7 +398,7 @@ def parse_override(text: str) -> tuple[list[str], object]:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config (default: config/default.yaml), apply overrides, validate."""
     path = Path(path) if path else DEFAULT_CONFIG
-    source = str(path)
+    source = "config/default.yaml" if path == DEFAULT_CONFIG else str(path)
     if not path.is_file():
         raise ConfigError(f"config file {source} does not exist "
                           f"(pass CONFIG=path/to/config.yaml, or drop it for the default)")
