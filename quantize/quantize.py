@@ -79,11 +79,15 @@ def vitis_inspect(model, cfg, out_dir: Path) -> str | None:
         from tensorflow_model_optimization.quantization.keras import vitis_inspect
     except ImportError:
         return None
+    # UG1414 3.5: VitisInspector(target=...).inspect_model(model, input_shape=None,
+    # dump_model=True, dump_model_file=..., plot=True, plot_file=..., dump_results=True,
+    # dump_results_file=..., verbose=0); input_shape without the batch dimension.
     inspector = vitis_inspect.VitisInspector(target="DPUCZDX8G_ISA1_B4096")
     log = out_dir / "inspect.txt"
-    inspector.inspect_model(model, input_shape=[1, 28, 28, 1], verbose=1,
-                            dump_results=True, dump_results_file=str(log))
-    return str(log)
+    inspector.inspect_model(model, input_shape=list(model.input_shape[1:]), dump_model=False,
+                            plot=False, dump_results=True, dump_results_file=str(log),
+                            verbose=1)
+    return log.name          # beside dpu_check.json
 
 
 def tf1_input_fn_module(calib_npy: str, input_node: str, batch: int) -> str:
