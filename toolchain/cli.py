@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .config import config_hash, describe, load_config, to_dict
 from .errors import UserError
+from .runners import STAGES, cli_command
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -23,7 +24,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def cmd_stage(cfg, args) -> int:
     from .runners import run_stage
-    return run_stage(args.stage, cfg, args)
+    return run_stage(args.stage, cfg, args)   # where: cfg.runner (host / docker / auto)
 
 
 def cmd_shell(cfg, args) -> int:
@@ -98,24 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m toolchain",
                                  description="Sign Language MNIST -> Vitis AI DPU toolchain")
     sub = ap.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="train the float model (build/train/)")
-    _common(p)
-    p.set_defaults(func=cmd_stage, stage="train")
-    p = sub.add_parser("lr-find", help="LR range test: plot and suggested max lr for 1cycle")
-    _common(p)
-    p.set_defaults(func=cmd_stage, stage="lr_find")
-    p = sub.add_parser("freeze", help="inference-only .h5 and frozen .pb, checked against "
-                       "the float model (build/freeze/)")
-    _common(p)
-    p.set_defaults(func=cmd_stage, stage="freeze")
-    p = sub.add_parser("quantize", help="int8 pof2s quantization, DPU check, accuracy ladder "
-                       "(build/quantize/, build/ladder/)")
-    _common(p)
-    p.set_defaults(func=cmd_stage, stage="quantize")
-    p = sub.add_parser("compile", help="compile the quantized model for the DPU "
-                       "(build/compile/; needs the Vitis AI image)")
-    _common(p)
-    p.set_defaults(func=cmd_stage, stage="compile")
+    for name, stage in STAGES.items():          # train, lr-find, freeze, quantize, compile
+        p = sub.add_parser(cli_command(name), help=stage.description)
+        _common(p)
+        p.set_defaults(func=cmd_stage, stage=name)
     p = sub.add_parser("shell", help="interactive shell in the Vitis AI container "
                        "(same mounts, user and env as the docker runner)")
     _common(p)

@@ -34,12 +34,16 @@ class Stage:
 
 
 STAGES: Dict[str, Stage] = {
-    "train": Stage("model.train:train", description="train the float model"),
-    "lr_find": Stage("model.lrfind:lr_find", description="LR range test"),
-    "freeze": Stage("quantize.freeze:freeze", description="freeze the float model (TF1 flow)"),
-    "quantize": Stage("quantize.quantize:quantize", description="quantize (vai_q pof2s)"),
+    "train": Stage("model.train:train", description="train the float model (build/train/)"),
+    "lr_find": Stage("model.lrfind:lr_find",
+                     description="LR range test: plot and suggested max lr for 1cycle"),
+    "freeze": Stage("quantize.freeze:freeze", description="inference-only .h5 and frozen .pb, "
+                    "checked against the float model (build/freeze/)"),
+    "quantize": Stage("quantize.quantize:quantize", description="int8 pof2s quantization, DPU "
+                      "check, accuracy ladder (build/quantize/, build/ladder/)"),
     "compile": Stage("compile.compile:compile_stage", needs_container=True,
-                     description="compile for the DPU and write the deploy manifest"),
+                     description="compile the quantized model for the DPU (build/compile/; "
+                     "needs the Vitis AI image)"),
 }
 
 
