@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from compile.manifest import sha256_file
 from toolchain import board as B
 from toolchain.cli import main as cli_main
 from toolchain.config import load_config
@@ -197,7 +198,7 @@ def build(tmp_path):
     xm.write_bytes(b"XMODEL" + bytes(range(256)) * 8)
     (cdir / "labels.txt").write_text("\n".join("ABCDEFGHIKLMNOPQRSTUVWXY") + "\n")
     manifest = {"schema": 1, "name": "signnet",
-                "xmodel": {"file": "signnet.xmodel", "sha256": B._sha256(xm)},
+                "xmodel": {"file": "signnet.xmodel", "sha256": sha256_file(xm)},
                 "board": "zcu104", "target": {"name": "DPUCZDX8G_ISA1_B4096",
                                               "fingerprint": "0x101000056010407"},
                 "vitis_ai_version": "3.5", "labels_file": "labels.txt"}

@@ -31,6 +31,16 @@ def quantized(frozen, repo_root):
     return build, r
 
 
+def copy_of_frozen_build(frozen, tmp_path):
+    """train/ and freeze/ of the shared build, in a dir this test may change."""
+    import shutil
+    build, _ = frozen
+    b2 = tmp_path / "b"
+    shutil.copytree(build / "train", b2 / "train")
+    shutil.copytree(build / "freeze", b2 / "freeze")
+    return b2
+
+
 def test_freeze_outputs_match_the_float_model(frozen):
     build, r = frozen
     m = json.loads((build / "freeze" / "metrics.json").read_text())
@@ -136,11 +146,7 @@ def test_ladder_has_every_rung_and_an_empty_board(quantized):
 
 
 def test_drop_beyond_tolerance_fails_and_keeps_no_model(frozen, repo_root, tmp_path):
-    import shutil
-    build, _ = frozen
-    b2 = tmp_path / "b"
-    shutil.copytree(build / "train", b2 / "train")
-    shutil.copytree(build / "freeze", b2 / "freeze")
+    b2 = copy_of_frozen_build(frozen, tmp_path)
     # zero tolerance with a weak calibration (32 images, no CLE): any loss must fail the stage
     r = toolchain(repo_root, "quantize", b2, "--set", "quantize.calib_size=32",
                   "--set", "quantize.max_drop_pt=0", "--set", "quantize.include_cle=false")
@@ -164,11 +170,7 @@ def test_quantize_without_freeze_is_one_clear_line(tmp_path, repo_root):
 
 
 def test_tf1_flow_prepares_the_vai_q_run_and_says_where_to_run_it(frozen, repo_root, tmp_path):
-    import shutil
-    build, _ = frozen
-    b2 = tmp_path / "b"
-    shutil.copytree(build / "train", b2 / "train")
-    shutil.copytree(build / "freeze", b2 / "freeze")
+    b2 = copy_of_frozen_build(frozen, tmp_path)
     r = toolchain(repo_root, "quantize", b2, "--set", "quantize.flow=tf1",
                   "--set", "quantize.calib_size=100", "--set", "runner=host")
     assert r.returncode == 2

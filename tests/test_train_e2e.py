@@ -36,6 +36,14 @@ def wait_for_epoch(state_file, epoch, proc, timeout=240):
     raise AssertionError("no checkpoint appeared")
 
 
+def killed_after_epoch(repo_root, build, epoch, *extra):
+    """Start a training run, SIGKILL it once epoch `epoch` is checkpointed."""
+    p = start(repo_root, build, *extra)
+    wait_for_epoch(build / "train.resume" / "state.json", epoch, p)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+
+
 @pytest.fixture(scope="module")
 def trained(small_build):
     return small_build
@@ -85,10 +93,7 @@ def test_resume_after_kill_and_interrupt(tmp_path, repo_root):
     build = tmp_path / "b"
     state = build / "train.resume" / "state.json"
     # 1) killed hard after the first epoch: nothing finished-looking, a checkpoint to resume
-    p = start(repo_root, build, "--set", "train.epochs=3")
-    wait_for_epoch(state, 1, p)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
+    killed_after_epoch(repo_root, build, 1, "--set", "train.epochs=3")
     assert not (build / "train").exists()
     saved = json.loads(state.read_text())
     done = saved["epoch"]
@@ -120,11 +125,7 @@ def test_resume_after_kill_and_interrupt(tmp_path, repo_root):
 
 def test_changed_config_does_not_resume(tmp_path, repo_root):
     build = tmp_path / "b"
-    state = build / "train.resume" / "state.json"
-    p = start(repo_root, build, "--set", "train.epochs=3")
-    wait_for_epoch(state, 1, p)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
+    killed_after_epoch(repo_root, build, 1, "--set", "train.epochs=3")
     r = run(repo_root, build, "--set", "train.epochs=2", "--set", "data.train_limit=1200")
     assert r.returncode == 0, r.stderr
     assert "not resuming the interrupted run" in r.stdout and "config changed" in r.stdout

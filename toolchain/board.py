@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import gzip
-import hashlib
 import json
 import re
 import shlex
@@ -36,6 +35,8 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from compile.manifest import sha256_file
 
 from .artifacts import _git_commit, atomic_write_json, atomic_write_text, staged_dir
 from .config import REPO_ROOT, resolve_path
@@ -384,21 +385,13 @@ def compile_artifacts(build_dir: Path) -> CompileArtifacts:
     if not xmodel.is_file():
         raise UserError(f"{xmodel} (named in {mpath}) is missing: re-run `make compile`")
     want = (man.get("xmodel") or {}).get("sha256")
-    if want and _sha256(xmodel) != want:
+    if want and sha256_file(xmodel) != want:
         raise UserError(f"{xmodel} does not match the sha256 in {mpath} (changed after "
                         f"compiling?): re-run `make compile`")
     labels = cdir / str(man.get("labels_file") or "labels.txt")
     if not labels.is_file():
         raise UserError(f"{labels} is missing: re-run `make compile`")
     return CompileArtifacts(cdir, mpath, man, xmodel, labels, fp)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def stage_bundle(cfg, build_dir: Path, art: CompileArtifacts) -> Path:
@@ -423,7 +416,7 @@ def stage_bundle(cfg, build_dir: Path, art: CompileArtifacts) -> Path:
         opener = gzip.open if csv_src.name.endswith(".gz") else open
         with opener(csv_src, "rb") as fin, open(stage / "data" / TEST_CSV_NAME, "wb") as fout:
             shutil.copyfileobj(fin, fout, 1 << 20)
-        info = {"xmodel": art.xmodel.name, "xmodel_sha256": _sha256(art.xmodel),
+        info = {"xmodel": art.xmodel.name, "xmodel_sha256": sha256_file(art.xmodel),
                 "fingerprint": hex(art.fingerprint), "name": art.manifest.get("name"),
                 "git_commit": _git_commit(),
                 "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
