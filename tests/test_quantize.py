@@ -10,8 +10,11 @@ from conftest import QUICK_TRAIN
 
 
 def toolchain(repo_root, cmd, build, *extra):
+    """A stage on the host, whatever engine this machine has: the verdicts below must not
+    depend on where the stage runs (the runner's note would come first on stderr)."""
     return subprocess.run([sys.executable, "-m", "toolchain", cmd, "--build-dir", str(build),
-                           *QUICK_TRAIN, *extra], cwd=repo_root, capture_output=True, text=True)
+                           *QUICK_TRAIN, "--set", "runner=host", *extra], cwd=repo_root,
+                          capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -147,16 +150,14 @@ def test_ladder_has_every_rung_and_an_empty_board(quantized):
 
 def test_drop_beyond_tolerance_fails_and_keeps_no_model(frozen, repo_root, tmp_path):
     b2 = copy_of_frozen_build(frozen, tmp_path)
-    # zero tolerance with a weak calibration (32 images, no CLE): any loss must fail the stage
+    # A tolerance no result can meet (int8 100 pt above float), so the failing path is taken
+    # on every machine, whatever the calibration happens to lose.
     r = toolchain(repo_root, "quantize", b2, "--set", "quantize.calib_size=32",
-                  "--set", "quantize.max_drop_pt=0", "--set", "quantize.include_cle=false")
-    ladder = json.loads((b2 / "ladder" / "ladder.json").read_text())
-    drop = ladder["rungs"][0]["accuracy"] - ladder["rungs"][2]["accuracy"]
-    if drop <= 0:      # int8 lost nothing: the stage must pass and keep its model
-        assert r.returncode == 0 and (b2 / "quantize" / "quantized.h5").exists()
-        return
-    assert r.returncode == 2
-    assert r.stderr.strip().startswith("error: int8 accuracy") and "max_drop_pt" in r.stderr
+                  "--set", "quantize.max_drop_pt=-100")
+    assert r.returncode == 2, r.stdout + r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: int8 accuracy"), r.stderr
+    assert "max_drop_pt" in err[0]
     assert not (b2 / "quantize").exists()
     assert (b2 / "ladder" / "ladder.md").exists()
 

@@ -196,7 +196,8 @@ class QuantizeConfig:
     include_fast_ft: bool = opt(False, "fast fine-tuning (AdaQuant) after calibration")
     fast_ft_epochs: int = opt(10, "fast fine-tuning epochs", min=1)
     max_drop_pt: float = opt(0.3, "fail when int8 test accuracy drops more than this "
-                             "(percentage points) below float", min=0.0)
+                             "(percentage points) below float; a negative value demands that "
+                             "int8 beat float by that much", min=-100.0)
 
 
 @dataclass
