@@ -137,12 +137,16 @@ def library_versions() -> dict:
 
 
 def provenance(stage: str, cfg, inputs: dict | None = None, extra: dict | None = None) -> dict:
-    """What produced an artifact: stage, config, input checksums, library versions, machine."""
+    """What produced an artifact: stage, config, input checksums, library versions, machine,
+    and where it ran (`execution`: host, or the container image; the config's `runner` key
+    says only what was asked, and reads `host` inside a container)."""
+    from .runners import execution_context
     return {
         "stage": stage,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": _git_commit(),
         "command": " ".join(sys.argv),
+        "execution": execution_context(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "processor": platform.machine()},
         "versions": library_versions(),

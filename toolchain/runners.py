@@ -10,10 +10,15 @@ runner decides where it executes (cfg.runner):
   host, with a one-line notice saying why.
 A stage that needs the container (compile) and finds itself on the host stops with its own
 clear error line. `board` stages go over ssh (not here).
+
+`execution_context()` says where this process runs (host, or which image in a container) for
+provenance records and reports.
 """
 from __future__ import annotations
 
 import importlib
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional
@@ -45,6 +50,22 @@ STAGES: Dict[str, Stage] = {
                      description="compile the quantized model for the DPU (build/compile/; "
                      "needs the Vitis AI image)"),
 }
+
+
+def execution_context() -> dict:
+    """Where this process runs: {"runner": "host"}, or inside a container the docker runner
+    started (a stage or `make shell`) {"runner": "docker", "image": <docker.image>,
+    "image_id": <sha256:... or None>, "host_paths": {<mount point>: <host path>}}. The runner
+    passes these in the container's environment (toolchain/docker_runner.py)."""
+    if os.environ.get("TOOLCHAIN_IN_CONTAINER") != "1":
+        return {"runner": "host"}
+    try:
+        mounts = json.loads(os.environ.get("TOOLCHAIN_HOST_MOUNTS") or "{}")
+    except ValueError:
+        mounts = {}
+    return {"runner": "docker", "image": os.environ.get("TOOLCHAIN_IMAGE") or None,
+            "image_id": os.environ.get("TOOLCHAIN_IMAGE_ID") or None,
+            "host_paths": mounts if isinstance(mounts, dict) else {}}
 
 
 def cli_command(name: str) -> str:
