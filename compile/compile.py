@@ -72,6 +72,12 @@ def find_compiler(cfg) -> str:
     found = shutil.which(tool)
     if found:
         return found
+    if os.environ.get("TOOLCHAIN_IN_CONTAINER") == "1":   # a stage or `make shell` in the image
+        image = os.environ.get("TOOLCHAIN_IMAGE") or cfg.docker.image
+        raise UserError(f"{tool} is not on PATH in image {image} (conda env "
+                        f"{cfg.docker.conda_env}): this image has no Vitis AI compiler; set "
+                        f"docker.image to a Vitis AI image that ships {tool} (see "
+                        f"docker/README.md), or compile.tool_dir to where this image keeps it")
     raise UserError(f"compile needs {tool} from the Vitis AI image and it is not on PATH "
                     f"here: run `make compile RUNNER=docker` (python -m toolchain compile --set "
                     f"runner=docker; needs Docker and `docker pull {cfg.docker.image}`), or run "
