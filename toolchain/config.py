@@ -32,11 +32,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config" / "default.yaml"
 
 
-def opt(default, help: str = "", choices=None, min=None, max=None, hex=False, cosmetic=False):
+def opt(default, help: str = "", choices=None, min=None, max=None, hex=False, cosmetic=False,
+        path=False):
     """A config field with its documentation and constraints. `cosmetic` keys change how a
-    stage runs or prints, not what it produces: they do not make its outputs stale."""
+    stage runs or prints, not what it produces: they do not make its outputs stale. `path`
+    keys name a file on this machine (relative to the repo or absolute): the docker runner
+    checks they are mounted in the container (paths inside the image or on the board are
+    not marked)."""
     meta = {"help": help, "choices": choices, "min": min, "max": max, "hex": hex,
-            "cosmetic": cosmetic}
+            "cosmetic": cosmetic, "path": path}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: json.loads(json.dumps(d)), metadata=meta)
     return field(default=default, metadata=meta)
@@ -50,8 +54,10 @@ def section(cls):
 class DataConfig:
     """Where the Kaggle-format Sign Language MNIST CSVs are and how train is split."""
     train_csv: str = opt("data/sign_mnist/sign_mnist_train.csv.gz",
-                         "training CSV (.csv or .csv.gz), relative to the repo or absolute")
-    test_csv: str = opt("data/sign_mnist/sign_mnist_test.csv.gz", "test CSV (.csv or .csv.gz)")
+                         "training CSV (.csv or .csv.gz), relative to the repo or absolute",
+                         path=True)
+    test_csv: str = opt("data/sign_mnist/sign_mnist_test.csv.gz", "test CSV (.csv or .csv.gz)",
+                        path=True)
     val_fraction: float = opt(0.1, "stratified, seeded validation share taken from train",
                               min=0.0, max=0.5)
     train_limit: typing.Optional[int] = opt(None, "use only this many training rows "
