@@ -1,8 +1,12 @@
 """The docker runner, by contract: the exact container spec for each mode with a fake docker
 client (no engine on this machine), runner choice when the engine or the image is missing,
 exit-status propagation, Ctrl-C, the activation snippet run by a real bash against a fake
-conda, the `make shell` argv, and the CLI's one-line errors. One test, marked `docker`, runs a
-real container and is skipped where no engine answers or the image is absent."""
+conda, the `make shell` argv, and the CLI's one-line errors. Tests marked `docker` run a real
+container (CI: the stand-in image, scripts/standin-image.sh; TOOLCHAIN_TEST_IMAGE names it);
+tests marked `vitis_image` need the real Vitis AI image (compiler, xir, arch.json;
+TOOLCHAIN_VITIS_IMAGE, default the configured tag). Both skip where no engine answers or the
+image is absent. The signal, path and provenance fixes have their own files
+(tests/test_docker_*.py)."""
 import os
 import subprocess
 import sys
@@ -19,8 +23,9 @@ from toolchain.config import REPO_ROOT, load_config, to_dict
 from toolchain.errors import UserError
 
 IMAGE = "xilinx/vitis-ai-tensorflow2-cpu:ubuntu2004-3.5.0.300"
-# the image the `docker`-marked tests use (e.g. the docker/Dockerfile build with PyYAML)
-REAL_IMAGE = os.environ.get("TOOLCHAIN_TEST_IMAGE", IMAGE)
+# (the `docker`-marked tests get theirs from the docker_image fixture, tests/conftest.py)
+# the real Vitis AI image, for the `vitis_image`-marked tests (compiler, xir, arch.json)
+VITIS_IMAGE = os.environ.get("TOOLCHAIN_VITIS_IMAGE", IMAGE)
 UIDGID = f"{os.getuid()}:{os.getgid()}"
 
 
@@ -125,13 +130,17 @@ def test_stage_spec_inside_the_repo(tmp_path):
     assert kw["privileged"] is False and "device_requests" not in kw
     assert kw["network_mode"] == "host" and kw["init"] is True
     assert kw["detach"] is True and kw["tty"] is False
-    assert kw["labels"] == {"toolchain.stage": "compile"}
+    assert kw["labels"] == {"toolchain.stage": "compile", "toolchain.build": str(build)}
     env = kw["environment"]
     assert env["HOME"] == "/workspace/build/.docker/home"
     assert env["UID"] == str(os.getuid()) and env["GID"] == str(os.getgid()) and env["USER"]
+    assert env["TOOLCHAIN_IMAGE"] == IMAGE and "TOOLCHAIN_IMAGE_ID" not in env
+    assert env["TOOLCHAIN_HOST_MOUNTS"] == '{"/workspace": "%s"}' % REPO_ROOT
     bash, dash_c, script = kw["command"]
     assert (bash, dash_c) == ("bash", "-c")
     assert script.splitlines() == [
+        "export LD_LIBRARY_PATH=/opt/xilinx/xrt/lib:/usr/lib:/usr/lib/x86_64-linux-gnu"
+        "${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}",
         "if [ -f /opt/vitis_ai/conda/etc/profile.d/conda.sh ]; then "
         ". /opt/vitis_ai/conda/etc/profile.d/conda.sh && conda activate vitis-ai-tensorflow2 "
         "|| exit 70; PY=python; else echo \"note: /opt/vitis_ai/conda/etc/profile.d/conda.sh "
@@ -152,6 +161,8 @@ def test_build_dir_outside_the_repo_is_mounted_at_build(tmp_path):
     assert kw["network_mode"] == "bridge"
     assert kw["environment"]["HOME"] == "/build/.docker/home"
     assert kw["environment"]["TF_CPP_MIN_LOG_LEVEL"] == "2"
+    assert kw["environment"]["TOOLCHAIN_HOST_MOUNTS"] == (
+        '{"/build": "%s", "/workspace": "%s"}' % ((tmp_path / "out").resolve(), REPO_ROOT))
     assert kw["command"][2].endswith("-m toolchain quantize --config "
                                      "/build/.docker/quantize.config.yaml --set runner=host "
                                      "--build-dir /build")
@@ -176,7 +187,9 @@ def test_shell_argv_is_the_same_spec_interactive(tmp_path):
         "-v", f"{REPO_ROOT}:/workspace:rw", "-v", "/dev/shm:/dev/shm:rw",
         "-e", "HOME=/workspace/build/.docker/home", "-e", f"USER={DR._host_user()}",
         "-e", f"UID={os.getuid()}", "-e", f"GID={os.getgid()}", "-e", "PYTHONUNBUFFERED=1",
-        "-e", "TOOLCHAIN_IN_CONTAINER=1", "--label", "toolchain.stage=shell",
+        "-e", "TOOLCHAIN_IN_CONTAINER=1", "-e", f"TOOLCHAIN_IMAGE={IMAGE}",
+        "-e", 'TOOLCHAIN_HOST_MOUNTS={"/workspace": "%s"}' % REPO_ROOT,
+        "--label", "toolchain.stage=shell", "--label", f"toolchain.build={REPO_ROOT / 'build'}",
         IMAGE, "bash", "-c"]
     assert "conda activate vitis-ai-tensorflow2" in script
     assert script.endswith("exec bash --norc -i")
@@ -187,7 +200,7 @@ def test_open_shell_execs_docker_run(tmp_path, monkeypatch):
     monkeypatch.setattr(DR.shutil, "which", lambda name: "/usr/bin/docker")
     seen = []
     DR.open_shell(cfg_with(tmp_path), tmp_path / "b", connect_fn=lambda: FakeClient(),
-                  execvp=lambda f, a: seen.append((f, a)))
+                  execvp=lambda f, a: seen.append((f, a)), stdin_isatty=True)
     (f, argv), = seen
     assert f == "docker" and argv[:4] == ["docker", "run", "--rm", "-it"]
     assert (tmp_path / "b" / ".docker" / "home").is_dir()
@@ -197,7 +210,7 @@ def test_open_shell_without_image_or_cli_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(DR.shutil, "which", lambda name: "/usr/bin/docker")
     with pytest.raises(DR.ImageMissing, match=f"docker pull {IMAGE}"):
         DR.open_shell(cfg_with(tmp_path), tmp_path, connect_fn=lambda: FakeClient(images=()),
-                      execvp=lambda f, a: None)
+                      execvp=lambda f, a: None, stdin_isatty=True)
     monkeypatch.setattr(DR.shutil, "which", lambda name: None)
     with pytest.raises(DR.DockerUnavailable, match="docker command-line client"):
         DR.open_shell(cfg_with(tmp_path), tmp_path, connect_fn=lambda: FakeClient())
@@ -213,6 +226,7 @@ FAKE_CONDA_SH = """conda() {
 FAKE_PY = """#!/bin/bash
 if [ "$1" = "-c" ]; then exit "${YAML_RC:-0}"; fi
 echo "$(basename "$0") $*"
+[ -z "$SHOW_LD" ] || echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 """
 
 
@@ -242,6 +256,20 @@ def test_snippet_activates_conda_then_runs_the_stage(tmp_path, fake_image):
     assert r.stderr == "activated vitis-ai-tensorflow2\n"
     assert r.stdout == ("python -m toolchain compile --config /workspace/build/.docker/"
                         "compile.config.yaml --set runner=host --build-dir /workspace/build\n")
+
+
+def test_snippet_sets_what_the_images_bashrc_sets_for_xrt(tmp_path, fake_image):
+    """The image's interactive bashrc (skipped by `bash -c`) sets LD_LIBRARY_PATH for XRT and
+    the system libs; the activation sets the same, in front of whatever the image has."""
+    conda_sh, run = fake_image
+    cfg = cfg_with(tmp_path, f"docker.conda_sh={conda_sh}")
+    r = run(cfg, SHOW_LD="1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == (
+        "LD_LIBRARY_PATH=/opt/xilinx/xrt/lib:/usr/lib:/usr/lib/x86_64-linux-gnu")
+    r = run(cfg, SHOW_LD="1", LD_LIBRARY_PATH="/opt/image/lib")
+    assert r.stdout.splitlines()[-1] == (
+        "LD_LIBRARY_PATH=/opt/xilinx/xrt/lib:/usr/lib:/usr/lib/x86_64-linux-gnu:/opt/image/lib")
 
 
 def test_snippet_falls_back_to_python3_without_conda(tmp_path, fake_image):
@@ -424,43 +452,38 @@ def engine_answers() -> bool:
         return False
 
 
-def test_real_connect_without_engine_is_docker_unavailable():
-    if engine_answers():
-        pytest.skip("a Docker engine answers on this machine")
+NOWHERE = "unix:///nonexistent/docker.sock"     # no engine, whether or not one runs here
+
+
+def test_real_connect_without_engine_is_docker_unavailable(monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", NOWHERE)
     with pytest.raises(DR.DockerUnavailable) as e:
         DR.connect(timeout=3)
-    assert "no Docker engine answers" in str(e.value) and "runner=host" in str(e.value)
+    assert str(e.value).startswith(f"no Docker engine answers at {NOWHERE} (no such socket)")
+    assert "runner=host" in str(e.value)
 
 
 @pytest.mark.parametrize("cmd", [["compile", "--set", "runner=docker"], ["shell"]])
 def test_cli_without_engine_is_one_error_line(repo_root, tmp_path, cmd):
-    if engine_answers():
-        pytest.skip("a Docker engine answers on this machine")
+    env = dict(os.environ, DOCKER_HOST=NOWHERE)
     r = subprocess.run([sys.executable, "-m", "toolchain", *cmd, "--build-dir",
                         str(tmp_path / "b")], cwd=repo_root, capture_output=True, text=True,
-                       timeout=60)
+                       timeout=60, env=env, stdin=subprocess.DEVNULL)
     assert r.returncode == 2 and r.stdout == ""
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert "no Docker engine answers" in lines[0] or "docker command-line client" in lines[0]
     assert not (tmp_path / "b").exists()
 
 
 # --------------------------------------------------------------------------- real container
 
-def _real_client_and_cfg(tmp_path):
-    if not engine_answers():
-        pytest.skip("no Docker engine answers")
-    cfg = cfg_with(tmp_path, f"docker.image={REAL_IMAGE}")
-    client = DR.connect()
-    if not DR.has_image(client, cfg.docker.image):
-        pytest.skip(f"image {cfg.docker.image} is not on this machine")
-    return client, cfg
-
-
 @pytest.mark.docker
-def test_real_container_runs_the_toolchain_as_this_user(tmp_path):
-    """Needs a Docker engine and the image (docker pull, docker/Dockerfile for PyYAML)."""
-    client, cfg = _real_client_and_cfg(tmp_path)
+def test_real_container_runs_the_toolchain_as_this_user(tmp_path, docker_image):
+    """Needs a Docker engine and an image that runs the toolchain (the stand-in, or the real
+    one with PyYAML)."""
+    client, image = docker_image
+    cfg = cfg_with(tmp_path, f"docker.image={image}")
     build = tmp_path / "b"
     DR.prepare_state(cfg, build, "config")
     spec = DR.stage_spec(cfg, build, "config", "config")
@@ -605,7 +628,8 @@ def test_real_sdk_against_an_emulated_engine(tmp_path, engine, capfd):
     assert body["WorkingDir"] == "/workspace"
     assert body["Cmd"][:2] == ["bash", "-c"] and body["Cmd"][2].endswith(
         "--set runner=host --build-dir /build")
-    assert body["Labels"] == {"toolchain.stage": "compile"}
+    assert body["Labels"] == {"toolchain.stage": "compile",
+                              "toolchain.build": str((tmp_path / "b").resolve())}
     assert f"UID={os.getuid()}" in body["Env"] and "HOME=/build/.docker/home" in body["Env"]
     assert sorted(host["Binds"]) == sorted([f"{REPO_ROOT}:/workspace:rw",
                                             f"{(tmp_path / 'b').resolve()}:/build:rw",
@@ -639,10 +663,20 @@ def test_quiet_stage_longer_than_the_client_timeout_keeps_streaming(tmp_path, en
     assert capfd.readouterr().out == "before\nafter the silence\n"
 
 
-@pytest.mark.docker
+def _vitis_client_and_cfg(tmp_path):
+    if not engine_answers():
+        pytest.skip("no Docker engine answers")
+    cfg = cfg_with(tmp_path, f"docker.image={VITIS_IMAGE}")
+    client = DR.connect()
+    if not DR.has_image(client, cfg.docker.image):
+        pytest.skip(f"the Vitis AI image {cfg.docker.image} is not on this machine")
+    return client, cfg
+
+
+@pytest.mark.vitis_image
 def test_real_image_has_what_compile_needs(tmp_path, capfd):
     """vai_c_tensorflow2 on PATH after activation, `xir` importable, the ZCU104 arch.json."""
-    client, cfg = _real_client_and_cfg(tmp_path)
+    client, cfg = _vitis_client_and_cfg(tmp_path)
     arch = f"{cfg.compile.arch_dir}/ZCU104/arch.json"
     script = (DR.activation(cfg) + "\ncommand -v vai_c_tensorflow2 && "
               '"$PY" -c "import xir; print(\'xir ok\')" && cat ' + arch)
@@ -653,13 +687,13 @@ def test_real_image_has_what_compile_needs(tmp_path, capfd):
     assert "vai_c_tensorflow2" in out and "xir ok" in out
 
 
-@pytest.mark.docker
+@pytest.mark.vitis_image
 def test_real_compile_stage_reaches_the_stage_in_the_container(tmp_path, repo_root):
     """Through the CLI: the compiler is found in the image, so the stage stops at the missing
     quantized model (not at 'needs the Vitis AI image')."""
-    _real_client_and_cfg(tmp_path)
+    _vitis_client_and_cfg(tmp_path)
     r = subprocess.run([sys.executable, "-m", "toolchain", "compile", "--set", "runner=docker",
-                        "--set", f"docker.image={REAL_IMAGE}", "--build-dir",
+                        "--set", f"docker.image={VITIS_IMAGE}", "--build-dir",
                         str(tmp_path / "b")],
                        cwd=repo_root, capture_output=True, text=True, timeout=600)
     assert r.returncode == 2, r.stderr
