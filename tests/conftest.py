@@ -43,3 +43,30 @@ def dpu_models(request, tmp_path_factory, small_build):
     m = real_models(small_build[0], cache)
     m["labels_list"] = open(m["labels"]).read().split()
     return m
+
+
+# --------------------------------------------------------------------------- docker
+
+@pytest.fixture(scope="session")
+def docker_image():
+    """(client, image) for the `docker`-marked tests: a Docker engine that answers and an
+    image that runs the toolchain, TOOLCHAIN_TEST_IMAGE (CI builds the stand-in with
+    scripts/standin-image.sh; default: the configured Vitis AI tag). Skipped when either is
+    missing, unless TOOLCHAIN_REQUIRE_DOCKER=1 (CI with the engine up): then it fails."""
+    from toolchain import docker_runner as DR
+    from toolchain.config import load_config
+    image = os.environ.get("TOOLCHAIN_TEST_IMAGE") or load_config().docker.image
+    require = os.environ.get("TOOLCHAIN_REQUIRE_DOCKER") == "1"
+
+    def missing(why):
+        if require:
+            pytest.fail(f"TOOLCHAIN_REQUIRE_DOCKER=1 but {why}")
+        pytest.skip(why)
+    try:
+        client = DR.connect(timeout=5)
+    except DR.DockerUnavailable as e:
+        missing(e.reason)
+    if not DR.has_image(client, image):
+        missing(f"image {image} is not on this machine (scripts/standin-image.sh builds a "
+                f"stand-in; set TOOLCHAIN_TEST_IMAGE to it)")
+    return client, image
