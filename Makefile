@@ -131,10 +131,10 @@ SOURCE    ?= 0
 APP_ARGS  ?=
 
 app: $(APP_MODEL) | $(VENV_OK)
-	$(PY) dpu_app/app.py --model $(APP_MODEL) --source $(SOURCE) $(APP_ARGS)
+	$(PY) -m dpu_app --model $(APP_MODEL) --source $(SOURCE) $(APP_ARGS)
 
 bench-app: $(APP_MODEL) | $(VENV_OK)
-	$(PY) dpu_app/app.py --model $(APP_MODEL) --bench --csv data/sign_mnist/sign_mnist_test.csv.gz \
+	$(PY) -m dpu_app --model $(APP_MODEL) --bench --csv data/sign_mnist/sign_mnist_test.csv.gz \
 	  --threads 1,2 --json $(BUILD)/app/bench.json $(APP_ARGS)
 
 # ---------------------------------------------------------------- tests and benchmarks

@@ -2,7 +2,7 @@
 """Write a video that "signs" a word with Sign Language MNIST test images, for the live app.
 
     python benchmarks/make_sign_video.py HELLO signs.avi [--hold 14] [--csv TEST.csv.gz]
-    python dpu_app/app.py --model build/quantize/quantized.h5 --source signs.avi --no-display
+    python -m dpu_app --model build/quantize/quantized.h5 --source signs.avi --no-display
 
 Each letter is the first test image of that letter, enlarged into the app's default guide box
 (280x280 at the centre of a 640x480 frame) and held --hold frames. J and Z need motion and are

@@ -3,9 +3,12 @@
 with the compiled .xmodel on the ZCU104's DPU (vart backend) or with the Keras model on a PC
 (host backend). See dpu_app/README.md.
 
-    python3 dpu_app/app.py --model build/train/model.h5 --source 0              # PC, webcam
-    python3 dpu_app/app.py --model signnet.xmodel --source /dev/video0 --web    # board
-    python3 dpu_app/app.py --model M --bench --csv sign_mnist_test.csv.gz --threads 4 --json b.json
+    python3 -m dpu_app --model build/train/model.h5 --source 0              # PC, webcam
+    python3 -m dpu_app --model signnet.xmodel --source /dev/video0 --web    # board
+    python3 -m dpu_app --model M --bench --csv sign_mnist_test.csv.gz --threads 4 --json b.json
+
+(run from the folder that holds dpu_app/: the repository on a PC, /home/root/signlang on the
+board.)
 
 Every expected fault ends with one line `error: ...` and exit status 2.
 """
@@ -19,10 +22,9 @@ import time
 
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")     # before cv2 is imported anywhere
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from common import (AppError, Preprocess, check_manifest_xmodel, find_manifest, info,  # noqa: E402
-                    load_labels, load_manifest, warn)
+from .contract import (Preprocess, check_manifest_xmodel, find_manifest, load_labels,  # noqa: E402
+                       load_manifest)
+from .errors import AppError, info, warn  # noqa: E402
 
 EXIT_FAULT = 2
 
@@ -34,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="dpu_app/app.py", description=__doc__.split("\n\n")[0],
+    ap = _Parser(prog="python3 -m dpu_app", description=__doc__.split("\n\n")[0],
                  formatter_class=argparse.RawDescriptionHelpFormatter)
     g = ap.add_argument_group("model")
     g.add_argument("--model", help="compiled .xmodel (board) or Keras .h5, float or quantized (PC)")
@@ -154,14 +156,14 @@ def resolve_model(a):
 
 
 def make_backend(a, resolved=None):
-    from backends import open_backend
+    from .backends import open_backend
     model, labels, pp, fix = resolved or resolve_model(a)
     return open_backend(a.backend, model, labels, pp, manifest_fix=fix,
                         host_runtime=a.host_runtime)
 
 
 def choose_viewer(a) -> str:
-    from pipeline import gui_available
+    from .sinks import gui_available
     if a.no_display:
         return "none"
     if a.web:
@@ -170,15 +172,16 @@ def choose_viewer(a) -> str:
 
 
 def open_live_source(a, capture_factory=None):
-    from sources import open_source
+    from .sources import open_source
     return open_source(a.source, width=a.width, height=a.height, hold=a.hold, loop=a.loop,
                        limit=a.limit, max_reconnects=a.reconnect_tries,
                        capture_factory=capture_factory)
 
 
 def run_live(a, backend, src, on_frame=None, out=sys.stdout) -> int:
-    from pipeline import (FrameProcessor, LivePipeline, Recorder, Roi, ViewerMissing, WebSink,
-                          WindowSink)
+    from .live import LivePipeline
+    from .processing import FrameProcessor, Roi
+    from .sinks import Recorder, ViewerMissing, WebSink, WindowSink
     try:
         roi = Roi(a.roi, multiple=backend.preprocess.width)
     except BaseException:
@@ -240,9 +243,9 @@ def _write_json(path: str, data: dict) -> None:
 
 
 def run_bench(a, backend, out=sys.stdout) -> int:
-    import bench
-    from pipeline import FrameProcessor, Roi
-    from sources import load_kaggle_csv
+    from . import bench
+    from .processing import FrameProcessor, Roi
+    from .sources import load_kaggle_csv
     csv = a.csv or (a.source if str(a.source).lower().endswith((".csv", ".csv.gz")) else None)
     if not csv:
         raise AppError("--bench needs --csv FILE (the Kaggle test CSV, e.g. "
@@ -302,7 +305,3 @@ def main(argv=None, *, on_frame=None, out=None, capture_factory=None) -> int:
             backend.close()
         if src is not None and backend is None:     # the model failed to load
             src.close()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

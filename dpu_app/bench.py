@@ -12,20 +12,17 @@ CSV benchmark (`app.py --bench --csv sign_mnist_test.csv.gz --threads 4`):
 Frame benchmark (`--bench-frames N`): 640x480 BGR frames, each a test image enlarged into the
 ROI on a grey background, single stream through preprocess + infer + smoothing/spelling +
 overlay (no capture, display or JPEG). Reports frames/s and mean per-stage milliseconds.
-
-Standalone: `python3 dpu_app/bench.py ARGS` is `python3 dpu_app/app.py --bench ARGS`.
 """
 from __future__ import annotations
 
 import os
 import platform
-import sys
 import threading
 import time
 
 import numpy as np
 
-from common import crop_to_input, kaggle_letter
+from .contract import crop_to_input, kaggle_letter
 
 
 def machine_info() -> dict:
@@ -206,9 +203,3 @@ def bench_frames(processor, frames: list, truth: list | None, n: int) -> dict:
     if truth is not None:
         out["raw_frame_accuracy"] = round(hits / n, 4)
     return out
-
-
-if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import app
-    sys.exit(app.main(["--bench", *sys.argv[1:]]))

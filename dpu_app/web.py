@@ -40,12 +40,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-# ViewerError is the app's AppError (dpu_app/common.py: the app prints "error: ..." and exits
-# non-zero); web.py used on its own needs nothing beyond the standard library.
-try:
-    from common import AppError as _Base
-except ImportError:
-    _Base = Exception
+from .errors import AppError
 
 __all__ = ["WebViewer", "ViewerError", "PAGE"]
 
@@ -53,7 +48,7 @@ BOUNDARY = "frame"
 STATE_KEYS = ("letter", "confidence", "top3", "text", "fps", "ms", "frames", "dropped")
 
 
-class ViewerError(_Base):
+class ViewerError(AppError):
     """An expected fault starting the viewer (port in use, bad host): one clear line."""
     exit_code = 2
 

@@ -12,18 +12,12 @@ import types
 import numpy as np
 import pytest
 
-from vart_emulation import APP_DIR, TEST_CSV, app_on_path, make_sign_video
+from vart_emulation import APP_DIR, TEST_CSV, make_sign_video
 
-app_on_path()
-import app  # noqa: E402
-from common import Preprocess  # noqa: E402
+from dpu_app import app
+from dpu_app.contract import Preprocess
 
 pytestmark = pytest.mark.filterwarnings("ignore::SyntaxWarning")   # vitis_quantizer autograph
-
-
-@pytest.fixture(autouse=True)
-def _dpu_app_modules():
-    app_on_path()          # keep dpu_app's modules first on sys.path
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +27,7 @@ def models(dpu_models):
 
 @pytest.fixture(scope="module")
 def host_float(models):
-    from backends import HostBackend
+    from dpu_app.host_backend import HostBackend
     return HostBackend(models["float"], models["labels_list"], Preprocess(), runtime="tflite")
 
 
@@ -128,7 +122,8 @@ def test_web_viewer_gets_jpeg_and_state(tmp_path, models, monkeypatch, capsys):
         def stop(self):
             calls["stopped"] += 1
 
-    monkeypatch.setitem(sys.modules, "web", types.SimpleNamespace(WebViewer=FakeViewer))
+    from dpu_app import web
+    monkeypatch.setattr(web, "WebViewer", FakeViewer)
     rc = app.main(["--model", models["float"], "--source", str(TEST_CSV), "--limit", "3",
                    "--hold", "4", "--web", "--port", "8099", "--quiet"])
     assert rc == 0
@@ -184,7 +179,7 @@ def test_real_web_viewer_serves_the_stream(models, capsys):
 def test_no_display_no_web_module_falls_back(tmp_path, models, monkeypatch, capsys):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    monkeypatch.setitem(sys.modules, "web", None)             # web.py absent
+    monkeypatch.setitem(sys.modules, "dpu_app.web", None)     # web.py absent
     rc = app.main(["--model", models["float"], "--source", str(TEST_CSV), "--limit", "2",
                    "--quiet"])
     assert rc == 0
@@ -199,9 +194,9 @@ def test_local_window_keys(models, monkeypatch):
     """With a display and a GUI OpenCV the app shows a cv2 window (stand-in functions here:
     this OpenCV is headless): 'c' clears the text, 'q' quits."""
     import cv2
-    import pipeline
+    from dpu_app import sinks
     shown, keys = [], iter([0, 0, ord("c")] + [0] * 30 + [ord("q")])
-    monkeypatch.setattr(pipeline, "gui_available", lambda: True)
+    monkeypatch.setattr(sinks, "gui_available", lambda: True)
     monkeypatch.setattr(cv2, "namedWindow", lambda *a: None, raising=False)
     monkeypatch.setattr(cv2, "imshow", lambda t, img: shown.append(img.shape), raising=False)
     monkeypatch.setattr(cv2, "waitKey", lambda ms: next(keys, 0), raising=False)
@@ -218,7 +213,7 @@ def test_local_window_keys(models, monkeypatch):
 
 
 def test_overlay_shows_the_state():
-    import overlay
+    from dpu_app import overlay
     frame = np.full((480, 640, 3), 90, np.uint8)
     roi = (180, 100, 280, 280)
     st = {"letter": "B", "confidence": 0.93, "top3": [["B", 0.93], ["R", 0.04], ["U", 0.01]],
@@ -240,8 +235,8 @@ def test_bench_accuracy_matches_independent_keras_eval(models, dataset, host_flo
     """The benchmark's accuracy (app's own CSV reader, preprocessing, labels) equals a plain
     Keras evaluation with the repo's loader on the same rows."""
     import tensorflow as tf
-    import bench
-    from sources import load_kaggle_csv
+    from dpu_app import bench
+    from dpu_app.sources import load_kaggle_csv
     n = 1500
     pix, raw = load_kaggle_csv(str(TEST_CSV), limit=n)
     res = bench.bench_csv(host_float, pix, raw, threads=2, batch=8)
@@ -253,7 +248,7 @@ def test_bench_accuracy_matches_independent_keras_eval(models, dataset, host_flo
 
 
 def test_host_runtimes_agree(models, dataset):
-    from backends import HostBackend
+    from dpu_app.host_backend import HostBackend
     x = dataset.x[:200]
     for path in (models["float"], models["quant"]):
         tfl = HostBackend(path, models["labels_list"], Preprocess(), runtime="tflite")
@@ -265,9 +260,9 @@ def test_host_runtimes_agree(models, dataset):
 
 
 def test_frame_bench_on_640x480(models, host_float):
-    import bench
-    from pipeline import FrameProcessor, Roi
-    from sources import load_kaggle_csv
+    from dpu_app import bench
+    from dpu_app.processing import FrameProcessor, Roi
+    from dpu_app.sources import load_kaggle_csv
     pix, raw = load_kaggle_csv(str(TEST_CSV), limit=100)
     frames, truth = bench.synth_frames(pix, raw, 200)
     assert frames[0].shape == (480, 640, 3)
@@ -282,7 +277,7 @@ def test_frame_bench_on_640x480(models, host_float):
 def run_cli(args, timeout=180):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("DISPLAY", None)
-    return subprocess.run([sys.executable, str(APP_DIR / "app.py"), *args],
+    return subprocess.run([sys.executable, "-m", "dpu_app", *args], cwd=APP_DIR.parent,
                           capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -355,7 +350,7 @@ def test_expected_faults_are_one_line(case, tmp_path, models, capsys):
 
 
 def test_missing_camera_is_reported_before_the_model_loads(models, capsys, monkeypatch):
-    import backends
+    from dpu_app import backends
     loaded = []
     monkeypatch.setattr(backends, "open_backend", lambda *a, **k: loaded.append(1))
 
@@ -378,7 +373,7 @@ def test_missing_camera_is_reported_before_the_model_loads(models, capsys, monke
 def test_viewer_choice(monkeypatch):
     """A window only with a display AND an OpenCV with GUI support; else the web viewer."""
     import cv2
-    from pipeline import gui_available
+    from dpu_app.sinks import gui_available
     a = app.build_parser().parse_args(["--model", "m.h5"])
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)

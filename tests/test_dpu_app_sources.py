@@ -9,12 +9,14 @@ import sys
 import numpy as np
 import pytest
 
-from vart_emulation import APP_DIR, TEST_CSV, app_on_path, fake_capture_factory, place_in_frame
+from vart_emulation import APP_DIR, TEST_CSV, fake_capture_factory, place_in_frame
 
-app_on_path()
-import sources  # noqa: E402
-from common import AppError, Preprocess, kaggle_letter  # noqa: E402
-from pipeline import FrameGrabber, FrameProcessor, LivePipeline, Roi  # noqa: E402
+from dpu_app import sources
+from dpu_app.contract import Preprocess, kaggle_letter
+from dpu_app.errors import AppError
+from dpu_app.capture import FrameGrabber
+from dpu_app.live import LivePipeline
+from dpu_app.processing import FrameProcessor, Roi
 
 
 class MeanBackend:
@@ -40,11 +42,6 @@ class MeanBackend:
 
     def close(self):
         pass
-
-
-@pytest.fixture(autouse=True)
-def _dpu_app_modules():
-    app_on_path()          # keep dpu_app's modules (not the repo's bench/ package) importable
 
 
 def grey_frames(levels):
@@ -83,12 +80,12 @@ def test_camera_absent_cli_one_line_nonzero():
     (The whole app with a model and --source 0 is in test_dpu_app_pipeline.py.)"""
     if sources.list_video_devices():
         pytest.skip("this machine has a camera")
-    code = ("import sys; sys.path.insert(0, %r)\n"
-            "from common import AppError\nimport sources\n"
+    code = ("import sys\n"
+            "from dpu_app.errors import AppError\nfrom dpu_app import sources\n"
             "try:\n    sources.open_source('0')\n"
-            "except AppError as e:\n    print('error:', e, file=sys.stderr); sys.exit(2)\n"
-            % str(APP_DIR))
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+            "except AppError as e:\n    print('error:', e, file=sys.stderr); sys.exit(2)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=APP_DIR.parent)
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert r.returncode == 2, r.stderr
     assert len(lines) == 1 and "camera 0" in lines[0] and "Traceback" not in r.stderr
@@ -267,7 +264,7 @@ def test_roi_specs():
 def test_crop_matches_training_recipe():
     """Enlarge a test image x10 into the ROI of a 640x480 frame; the crop must give back
     exactly the CSV's float input (grey, INTER_AREA to 28x28, /255)."""
-    from common import crop_to_input
+    from dpu_app.contract import crop_to_input
     from model.data import load_csv
     ds = load_csv(TEST_CSV)
     img = (ds.x[3, :, :, 0] * 255).round().astype(np.uint8)

@@ -2,10 +2,8 @@
 import numpy as np
 import pytest
 
-from vart_emulation import app_on_path
 
-app_on_path()
-from spelling import Smoother, Speller  # noqa: E402
+from dpu_app.spelling import Smoother, Speller
 
 
 def feed(sp: Speller, seq):

@@ -14,19 +14,14 @@ import threading
 import numpy as np
 import pytest
 
-from vart_emulation import (FAKE_VART_DIR, TEST_CSV, app_on_path, quant_fix_points,
+from vart_emulation import (FAKE_VART_DIR, TEST_CSV, quant_fix_points,
                             write_emulated_xmodel, write_manifest)
 
-app_on_path()
-from common import AppError, Preprocess  # noqa: E402
+from dpu_app.contract import Preprocess
+from dpu_app.errors import AppError
 
 N_IMAGES = 300
 pytestmark = pytest.mark.filterwarnings("ignore::SyntaxWarning")   # vitis_quantizer autograph
-
-
-@pytest.fixture(autouse=True)
-def _dpu_app_modules():
-    app_on_path()          # keep dpu_app's modules first on sys.path
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +53,7 @@ def vart(monkeypatch):
 
 @pytest.fixture(scope="module")
 def host_quant(models):
-    from backends import HostBackend
+    from dpu_app.host_backend import HostBackend
     return HostBackend(models["quant"], models["labels_list"], Preprocess(), runtime="tflite")
 
 
@@ -71,7 +66,7 @@ def emu_xmodel(tmp_path, models, **kw):
 
 # ---------------------------------------------------------------------------- numbers
 def test_emulated_vart_equals_host_quantized(tmp_path, models, test_data, vart, host_quant):
-    from backends import VartBackend
+    from dpu_app.vart_backend import VartBackend
     x, truth = test_data
     vb = VartBackend(emu_xmodel(tmp_path, models), models["labels_list"], Preprocess())
     assert (vb.in_fix, vb.out_fix) == models["fix"]
@@ -93,11 +88,11 @@ def test_comparison_is_sensitive_to_output_scaling(tmp_path, models, test_data, 
                                                    host_quant, monkeypatch):
     """Mutation check: an app that dequantizes the output with the wrong fix point gives the
     same argmax but different probabilities, and the comparison above would catch it."""
-    import backends
-    from backends import VartBackend
+    from dpu_app import vart_backend
+    from dpu_app.vart_backend import VartBackend
     x, _ = test_data
     vb = VartBackend(emu_xmodel(tmp_path, models), models["labels_list"], Preprocess())
-    monkeypatch.setattr(backends, "dequantize_output",
+    monkeypatch.setattr(vart_backend, "dequantize_output",
                         lambda q, fix: q.astype(np.float32) * np.float32(2.0 ** -(fix - 1)))
     pv = vb.infer(x[:50])
     ph = host_quant.infer(x[:50])
@@ -105,7 +100,7 @@ def test_comparison_is_sensitive_to_output_scaling(tmp_path, models, test_data, 
 
 
 def test_white_pixel_clips_to_127_not_wraps(tmp_path, models, vart):
-    from backends import VartBackend
+    from dpu_app.vart_backend import VartBackend
     xm = emu_xmodel(tmp_path, models, in_fix=7, compute="record")
     vb = VartBackend(xm, models["labels_list"], Preprocess())
     x = np.zeros((4, 28, 28, 1), np.float32)
@@ -124,7 +119,7 @@ def test_white_pixel_clips_to_127_not_wraps(tmp_path, models, vart):
 
 def test_dpu_batch_larger_than_one(tmp_path, models, test_data, vart, host_quant):
     """A DPU batch of 4: 10 images go as 3 jobs, the last padded; results match batch 1."""
-    from backends import VartBackend
+    from dpu_app.vart_backend import VartBackend
     x, _ = test_data
     vb = VartBackend(emu_xmodel(tmp_path, models, batch=4), models["labels_list"], Preprocess())
     assert vb.batch == 4
@@ -136,9 +131,9 @@ def test_dpu_batch_larger_than_one(tmp_path, models, test_data, vart, host_quant
 def test_threads_each_get_their_own_runner(tmp_path, models, vart, host_quant):
     """app_mt.py style benchmark with 3 threads: every thread creates its own runner (the
     emulation refuses a runner used from another thread) and accuracy equals the host's."""
-    import bench
-    from backends import VartBackend
-    from sources import load_kaggle_csv
+    from dpu_app import bench
+    from dpu_app.vart_backend import VartBackend
+    from dpu_app.sources import load_kaggle_csv
     pix, raw = load_kaggle_csv(str(TEST_CSV), limit=120)
     vb = VartBackend(emu_xmodel(tmp_path, models), models["labels_list"], Preprocess())
     rv = bench.bench_csv(vb, pix, raw, threads=3)
@@ -152,7 +147,7 @@ def test_threads_each_get_their_own_runner(tmp_path, models, vart, host_quant):
 # ---------------------------------------------------------------------------- xmodel checks
 @pytest.mark.parametrize("count", [0, 2])
 def test_dpu_subgraph_count_must_be_one(tmp_path, models, vart, count):
-    from backends import VartBackend
+    from dpu_app.vart_backend import VartBackend
     xm = emu_xmodel(tmp_path, models, dpu_subgraphs=count)
     with pytest.raises(AppError, match=f"has {count} DPU subgraphs, this app needs exactly 1"):
         VartBackend(xm, models["labels_list"], Preprocess())
@@ -166,14 +161,14 @@ def test_dpu_subgraph_count_must_be_one(tmp_path, models, vart, count):
     ({"fail_create": "CHECK fingerprint fail"}, "could not open a DPU runner .*fingerprint"),
 ])
 def test_xmodel_faults_are_one_line(tmp_path, models, vart, kw, msg):
-    from backends import VartBackend
+    from dpu_app.vart_backend import VartBackend
     with pytest.raises(AppError, match=msg) as e:
         VartBackend(emu_xmodel(tmp_path, models, **kw), models["labels_list"], Preprocess())
     assert "\n" not in str(e.value)
 
 
 def test_unreadable_and_missing_xmodel(tmp_path, models, vart):
-    from backends import VartBackend
+    from dpu_app.vart_backend import VartBackend
     bad = tmp_path / "bad.xmodel"
     bad.write_bytes(b"\x00garbage")
     with pytest.raises(AppError, match="could not be read"):
@@ -183,7 +178,7 @@ def test_unreadable_and_missing_xmodel(tmp_path, models, vart):
 
 
 def test_without_vart_modules(tmp_path, monkeypatch, models):
-    from backends import VartBackend
+    from dpu_app.vart_backend import VartBackend
     monkeypatch.setitem(sys.modules, "vart", None)
     with pytest.raises(AppError, match="needs the Vitis AI runtime Python modules"):
         VartBackend(str(tmp_path / "x.xmodel"), models["labels_list"], Preprocess())
@@ -236,7 +231,7 @@ def test_emulation_enforces_the_real_rules(tmp_path, models, vart):
 
 # ---------------------------------------------------------------------------- whole app
 def test_app_bench_with_emulated_board_and_manifest(tmp_path, models, vart, host_quant):
-    import app
+    from dpu_app import app
     xm = emu_xmodel(tmp_path, models)
     write_manifest(tmp_path / "deploy.json", xm, models["labels_list"], *models["fix"])
     out = io.StringIO()
@@ -247,8 +242,8 @@ def test_app_bench_with_emulated_board_and_manifest(tmp_path, models, vart, host
     res = json.loads((tmp_path / "b.json").read_text())
     assert res["backend"]["backend"] == "vart"
     assert res["backend"]["input_fix_point"] == models["fix"][0]
-    from sources import load_kaggle_csv
-    import bench
+    from dpu_app.sources import load_kaggle_csv
+    from dpu_app import bench
     pix, raw = load_kaggle_csv(str(TEST_CSV), limit=200)
     want = bench.bench_csv(host_quant, pix, raw)["correct"]
     assert [r["correct"] for r in res["runs"]] == [want, want]
@@ -257,7 +252,7 @@ def test_app_bench_with_emulated_board_and_manifest(tmp_path, models, vart, host
 
 
 def test_app_refuses_stale_manifest(tmp_path, models, vart, capsys):
-    import app
+    from dpu_app import app
     xm = emu_xmodel(tmp_path, models)
     write_manifest(tmp_path / "deploy.json", xm, models["labels_list"], *models["fix"],
                    sha256=hashlib.sha256(b"another build").hexdigest())
@@ -267,7 +262,7 @@ def test_app_refuses_stale_manifest(tmp_path, models, vart, capsys):
 
 
 def test_app_refuses_manifest_fix_mismatch(tmp_path, models, vart, capsys):
-    import app
+    from dpu_app import app
     xm = emu_xmodel(tmp_path, models)
     man = write_manifest(tmp_path / "m.json", xm, models["labels_list"], models["fix"][0] + 1,
                          models["fix"][1])

@@ -28,11 +28,9 @@ import cv2
 import numpy as np
 import pytest
 
-from vart_emulation import app_on_path
 
-app_on_path()                      # dpu_app's modules import each other as top-level modules
-from common import AppError  # noqa: E402
-from web import PAGE, ViewerError, WebViewer  # noqa: E402
+from dpu_app.errors import AppError
+from dpu_app.web import PAGE, ViewerError, WebViewer
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 REPO = Path(__file__).resolve().parent.parent
@@ -322,12 +320,12 @@ def test_web_module_needs_only_the_standard_library():
             "    return real(name, *a, **k)\n"
             "builtins.__import__ = guard\n"
             "sys.path.insert(0, sys.argv[1])\n"
-            "import web\n"
+            "from dpu_app import web\n"
             "v = web.WebViewer(port=0).start()\n"
             "v.publish(b'\\xff\\xd8\\xff\\xd9', {'letter': 'A'})\n"
             "print(v.url); v.stop()\n")
     out = subprocess.run([sys.executable, "-c", code,
-                          str(REPO / "dpu_app")], capture_output=True, text=True, timeout=30)
+                          str(REPO)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("http://127.0.0.1:")
 

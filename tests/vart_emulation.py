@@ -33,25 +33,6 @@ _lock = threading.Lock()
 _memo: dict = {}
 
 
-APP_MODULES = ("app", "backends", "bench", "common", "overlay", "pipeline", "sources",
-               "spelling", "web")
-
-
-def app_on_path() -> None:
-    """dpu_app's modules import each other as top-level modules, as `python3 dpu_app/app.py`
-    does. The repo also has a top-level bench/ folder: a `bench` imported from there (or any
-    other same-named module) is dropped from sys.modules so that dpu_app's own is found."""
-    p = str(APP_DIR)
-    if p in sys.path:
-        sys.path.remove(p)
-    sys.path.insert(0, p)
-    for name in APP_MODULES:
-        m = sys.modules.get(name)
-        f = getattr(m, "__file__", None) if m is not None else None
-        if m is not None and (f is None or Path(f).resolve().parent != APP_DIR):
-            del sys.modules[name]
-
-
 def real_models(build_dir, cache_root) -> dict:
     """{'float': model.h5, 'quant': q.h5, 'labels': labels.txt} from the session's small real
     training run (conftest.py's small_build); the quantized copy is cached by the float

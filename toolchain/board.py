@@ -136,7 +136,7 @@ def scp_argv(cfg, sources: list[str], dest: str, legacy: bool = False) -> list[s
 
 def remote_paths(cfg, xmodel_file: str) -> dict:
     rd = cfg.board.remote_dir.rstrip("/") or "/"
-    return {"dir": rd, "app": f"{rd}/dpu_app/app.py", "model_dir": f"{rd}/model",
+    return {"dir": rd, "app": f"{rd}/dpu_app/__main__.py", "model_dir": f"{rd}/model",
             "xmodel": f"{rd}/model/{xmodel_file}", "manifest": f"{rd}/model/manifest.json",
             "csv": f"{rd}/data/{TEST_CSV_NAME}", "bench_json": f"{rd}/{REMOTE_BENCH_JSON}"}
 
@@ -145,15 +145,15 @@ def run_app_command(cfg, xmodel_file: str, port: int | None = None) -> str:
     """The live app with the web viewer, as started on the board by board-run."""
     p = remote_paths(cfg, xmodel_file)
     q = shlex.quote
-    return (f"exec python3 {q(p['app'])} --model {q(p['xmodel'])} --manifest {q(p['manifest'])} "
-            f"--web --host 0.0.0.0 --port {int(port or cfg.board.port)}")
+    return (f"cd {q(p['dir'])} && exec python3 -m dpu_app --model {q(p['xmodel'])} "
+            f"--manifest {q(p['manifest'])} --web --host 0.0.0.0 --port {int(port or cfg.board.port)}")
 
 
 def bench_command(cfg, xmodel_file: str, threads: int) -> str:
     """The benchmark over the deployed test CSV; its JSON lands in <remote_dir>/results/."""
     p = remote_paths(cfg, xmodel_file)
     q = shlex.quote
-    return (f"mkdir -p {q(p['dir'] + '/results')} && python3 {q(p['app'])} "
+    return (f"mkdir -p {q(p['dir'] + '/results')} && cd {q(p['dir'])} && python3 -m dpu_app "
             f"--model {q(p['xmodel'])} --manifest {q(p['manifest'])} --bench "
             f"--csv {q(p['csv'])} --json {q(p['bench_json'])} --threads {int(threads)}")
 
@@ -398,8 +398,8 @@ def stage_bundle(cfg, build_dir: Path, art: CompileArtifacts) -> Path:
     """<build>/board/bundle/: dpu_app/, model/, data/ and deploy.json, exactly as they will
     sit under board.remote_dir."""
     app_src = DPU_APP_DIR
-    if not (app_src / "app.py").is_file():
-        raise UserError(f"{app_src / 'app.py'} is missing: the board app is not in this "
+    if not (app_src / "__main__.py").is_file():
+        raise UserError(f"{app_src / '__main__.py'} is missing: the board app is not in this "
                         f"checkout (git status dpu_app/)")
     csv_src = resolve_path(cfg.data.test_csv)
     if not csv_src.is_file():

@@ -1,7 +1,10 @@
-"""Shared pieces of the sign-language app: errors, labels, deploy manifest, pre/post-processing.
+"""The board contract: what the trainer, the compiler and the app must agree on.
 
-Self-contained on purpose: the app is copied to the board on its own (`scp -r dpu_app`), where
-only python3, numpy, cv2, xir and vart exist. Nothing here imports the rest of the repository.
+Owned here, in the app, because the app is what runs on the board: the deploy manifest's schema,
+the labels (and the "no hand" label), the preprocessing (crop, grey/colour, resize, scale), the
+int8 input/output scaling. The toolchain imports these (toolchain -> app, never the reverse);
+the app imports nothing from the rest of the repository, so `scp -r dpu_app` is enough on the
+board, where only python3, numpy, cv2, xir and vart exist.
 """
 from __future__ import annotations
 
@@ -9,26 +12,11 @@ import glob
 import hashlib
 import json
 import os
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 
-APP_VERSION = "1"
-DEFAULT_LETTERS = tuple("ABCDEFGHIKLMNOPQRSTUVWXY")     # Sign Language MNIST: A..Y without J
-
-
-class AppError(Exception):
-    """An expected fault: printed as one line `error: ...`, exit status 2, no traceback."""
-
-
-def warn(msg: str) -> None:
-    print(f"warning: {msg}", file=sys.stderr, flush=True)
-
-
-def info(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
+from .errors import AppError
 
 # --------------------------------------------------------------------------- preprocessing
 @dataclass(frozen=True)

@@ -1,0 +1,157 @@
+"""The board backend: the compiled .xmodel on the DPU through VART.
+
+Written against the documented VART/XIR Python API (Vitis AI 3.0/3.5) and tested against an
+emulation that enforces that API (tests/fake_vart); NOT YET RUN ON A REAL BOARD.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+from .backends import Backend
+from .contract import Preprocess, dequantize_output, quantize_input, softmax
+from .errors import AppError
+
+
+def dpu_subgraphs(graph) -> list:
+    """The DPU subgraphs of an xir.Graph, in topological order."""
+    root = graph.get_root_subgraph()
+    if root is None:
+        return []
+    if root.is_leaf:
+        return []
+    subs = root.toposort_child_subgraph()
+    return [s for s in subs
+            if s.has_attr("device") and str(s.get_attr("device")).upper() == "DPU"]
+
+
+class _VartWorker:
+    """One runner and its buffers; used by one thread only."""
+
+    def __init__(self, runner):
+        self.runner = runner
+        self.in_t = runner.get_input_tensors()
+        self.out_t = runner.get_output_tensors()
+        self.in_buf = np.zeros(tuple(self.in_t[0].dims), dtype=np.int8, order="C")
+        self.out_buf = np.zeros(tuple(self.out_t[0].dims), dtype=np.int8, order="C")
+
+
+class VartBackend(Backend):
+    kind = "vart"
+    name = "vart"
+
+    def __init__(self, xmodel: str, labels: list[str], pp: Preprocess,
+                 manifest_fix: tuple[int | None, int | None] = (None, None)):
+        super().__init__(xmodel, labels, pp)
+        try:
+            import vart  # noqa: F401  (lazy: only the board has them)
+            import xir
+        except ImportError as e:
+            raise AppError(f"the vart backend needs the Vitis AI runtime Python modules xir and "
+                           f"vart ({e}); they exist on the board image only: on a PC use "
+                           f"--backend host with the .h5 model") from None
+        self._vart = vart
+        if not os.path.isfile(xmodel):
+            raise AppError(f"xmodel {xmodel} not found: copy the compiled .xmodel to the board "
+                           f"(make deploy) or pass --model PATH")
+        try:
+            self._graph = xir.Graph.deserialize(xmodel)
+        except Exception as e:                                   # noqa: BLE001  (C++ errors)
+            raise AppError(f"xmodel {xmodel} could not be read ({str(e).strip() or type(e).__name__}"
+                           f"): copy it again, or re-run the compile stage") from None
+        subs = dpu_subgraphs(self._graph)
+        if len(subs) != 1:
+            raise AppError(f"xmodel {xmodel} has {len(subs)} DPU subgraphs, this app needs "
+                           f"exactly 1: recompile with a model that maps to the DPU in one piece "
+                           f"(no softmax, only DPU layers; the compile log says 'DPU subgraph "
+                           f"number')")
+        self._sub = subs[0]
+        self.quantized = True
+        self._lock = threading.Lock()
+        self._workers: list[_VartWorker] = []
+        w = self._worker()                                       # main thread's, and checks
+        in_t, out_t = w.in_t, w.out_t
+        if len(in_t) != 1 or len(out_t) != 1:
+            raise AppError(f"xmodel {xmodel}: the DPU subgraph has {len(in_t)} inputs and "
+                           f"{len(out_t)} outputs, this app needs 1 and 1")
+        ti, to = in_t[0], out_t[0]
+        dims_in, dims_out = tuple(ti.dims), tuple(to.dims)
+        if len(dims_in) != 4 or dims_in[1:] != self.input_shape:
+            raise AppError(f"xmodel {xmodel}: input tensor {ti.name} is {list(dims_in)}, the "
+                           f"preprocessing makes [N, {pp.height}, {pp.width}, {pp.channels}] "
+                           f"(NHWC): wrong model or manifest")
+        for t, what in ((ti, "input"), (to, "output")):
+            dt = str(t.dtype).lower()
+            if dt not in ("xint8", "int8"):
+                raise AppError(f"xmodel {xmodel}: {what} tensor {t.name} is {t.dtype}, this app "
+                               f"feeds int8 (xint8): recompile with the int8 DPU flow")
+            if not t.has_attr("fix_point"):
+                raise AppError(f"xmodel {xmodel}: {what} tensor {t.name} has no fix_point "
+                               f"attribute: not a DPU-compiled xmodel?")
+        self.in_fix = int(ti.get_attr("fix_point"))
+        self.out_fix = int(to.get_attr("fix_point"))
+        for have, want, what in ((self.in_fix, manifest_fix[0], "input"),
+                                 (self.out_fix, manifest_fix[1], "output")):
+            if want is not None and want != have:
+                raise AppError(f"manifest says {what} fix_point {want} but {xmodel} says {have}: "
+                               f"the manifest is stale, copy the one written with this xmodel")
+        self.batch = int(dims_in[0])
+        if dims_out[0] != self.batch:
+            raise AppError(f"xmodel {xmodel}: output batch {dims_out[0]} != input batch "
+                           f"{self.batch}")
+        self._classes = int(np.prod(dims_out[1:]))
+        self._check_classes(self._classes, f"output tensor {to.name} {list(dims_out)}")
+        self.in_name, self.out_name = ti.name, to.name
+        self.dims_in, self.dims_out = dims_in, dims_out
+
+    def _worker(self) -> _VartWorker:
+        w = getattr(self._local, "w", None)
+        if w is None:
+            try:
+                runner = self._vart.Runner.create_runner(self._sub, "run")
+            except Exception as e:                               # noqa: BLE001
+                raise AppError(f"could not open a DPU runner for {self.model_path} "
+                               f"({str(e).strip() or type(e).__name__}): check the DPU with "
+                               f"'xdputil query' and that the xmodel was compiled for this "
+                               f"board's fingerprint") from None
+            w = _VartWorker(runner)
+            self._local.w = w
+            with self._lock:
+                self._workers.append(w)
+        return w
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        x = self._check_batch(x)
+        w = self._worker()
+        n, b = len(x), self.batch
+        out = np.empty((n, self._classes), np.float32)
+        for i in range(0, n, b):
+            k = min(b, n - i)
+            quantize_input(x[i:i + k], self.in_fix, out=w.in_buf[:k])
+            if k < b:
+                w.in_buf[k:] = 0
+            job = w.runner.execute_async([w.in_buf], [w.out_buf])     # -> (job_id, status)
+            status = w.runner.wait(job)
+            if isinstance(job, tuple) and len(job) == 2 and job[1] not in (0, None):
+                status = job[1]
+            if status not in (0, None):
+                raise AppError(f"DPU job {job} of {self.model_path} ended with status {status}: "
+                               f"check 'dmesg' and 'xdputil query' on the board")
+            out[i:i + k] = dequantize_output(w.out_buf[:k].reshape(k, -1), self.out_fix)
+        return softmax(out)
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d.update({"input_tensor": self.in_name, "output_tensor": self.out_name,
+                  "input_fix_point": self.in_fix, "output_fix_point": self.out_fix,
+                  "dims_in": list(self.dims_in), "dims_out": list(self.dims_out)})
+        return d
+
+    def close(self) -> None:
+        with self._lock:
+            for w in self._workers:
+                w.runner = None
+            self._workers.clear()
+        self._local = threading.local()
