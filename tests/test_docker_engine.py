@@ -169,14 +169,27 @@ def test_exit_status_and_host_paths_of_a_failing_stage(as_other_user, docker_ima
 # --------------------------------------------------------------------------- signals
 
 class Make:
-    """`make train` in the container, in its own process group, its output collected."""
+    """`make train` in the container, in its own process group, its output collected. The
+    settings go in a config file: with shell metacharacters in SET (`[8,16]`) make runs the
+    recipe through /bin/sh, which SIGTERM ends at once, so make would return before the
+    toolchain has stopped the container (it still does, a moment later)."""
 
     def __init__(self, build: Path, image: str, epochs: int):
-        setting = " ".join([f"docker.image={image}", *SMALL, f"train.epochs={epochs}"])
+        import yaml
+        cfg = {}
+        for kv in [f"docker.image={image}", *SMALL, f"train.epochs={epochs}"]:
+            key, _, value = kv.partition("=")
+            *parents, leaf = key.split(".")
+            node = cfg
+            for k in parents:
+                node = node.setdefault(k, {})
+            node[leaf] = yaml.safe_load(value)
+        config = build.parent / f"{build.name}.yaml"
+        config.write_text(yaml.safe_dump(cfg))
         self.build = build
         self.proc = subprocess.Popen(
             ["make", "--no-print-directory", "-C", str(REPO_ROOT), "train", f"BUILD={build}",
-             f"VENV={VENV}", "RUNNER=docker", f"SET={setting}"],
+             f"VENV={VENV}", "RUNNER=docker", f"CONFIG={config}"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
         self.lines = []
@@ -204,12 +217,16 @@ class Make:
                 pytest.fail(f"no checkpoint after {limit}s:\n{self.text[-3000:]}")
             time.sleep(0.2)
 
-    def finish(self, timeout=900) -> int:
+    def wait(self, timeout=900) -> int:
+        """make's exit status, as soon as make has ended."""
         try:
-            rc = self.proc.wait(timeout)
+            return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             pytest.fail(f"make did not end:\n{self.text[-3000:]}")
+
+    def finish(self, timeout=900) -> int:
+        rc = self.wait(timeout)
         self.reader.join(30)
         return rc
 
@@ -233,13 +250,19 @@ def test_signal_to_makes_process_group_leaves_nothing_and_the_next_run_resumes(
     m.wait_for_checkpoint()
     assert len(containers_for(client, build)) == 1          # it runs in the container
     os.killpg(m.proc.pid, sig)
-    rc = m.finish()
+    rc = m.wait()
+    # make waits for its child, which stops and removes the container before it exits
+    left, swapped = containers_for(client, build), (build / "train").exists()
+    m.reader.join(30)
     assert rc != 0, m.text
-    assert containers_for(client, build) == [], m.text
-    assert not (build / "train").exists(), m.text
+    assert left == [], m.text
+    assert not swapped, m.text
     assert f"{name}: stopping container" in m.text
-    assert (f"checkpointed in {build}/train.resume: run the same command again to resume"
-            in m.text), m.text
+    errors = [x for x in m.text.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1, m.text                   # the stage's own, naming the fix
+    assert errors[0].endswith(f"checkpointed in {build}/train.resume: run the same command "
+                              f"again to resume"), m.text
+    assert f"{name}: container " in m.text and " stopped and removed" in m.text
     no_container_paths(m.text)
     if sig == signal.SIGHUP:         # resuming is the same for all three: checked for two
         return

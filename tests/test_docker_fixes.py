@@ -139,6 +139,10 @@ LAST_WORDS = (None, b"error: training interrupted in epoch 2; epochs 1-1 are che
                     b"/build/train.resume: run the same command again to resume\n")
 
 
+def error_lines(text):
+    return [x for x in text.splitlines() if x.startswith("error:")]
+
+
 @pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)],
                          ids=["SIGTERM", "SIGHUP"])
 def test_sigterm_and_sighup_stop_and_remove_the_container(tmp_path, capfd, sig, status,
@@ -156,11 +160,22 @@ def test_sigterm_and_sighup_stop_and_remove_the_container(tmp_path, capfd, sig, 
     # the stage's last words arrive, with the host path
     assert (f"epochs 1-1 are checkpointed in {(tmp_path / 'b').resolve()}/train.resume: run "
             f"the same command again") in err
-    assert err.splitlines()[-1] == (f"error: {name} received: the container c0ffee123456 running "
-                                    f"train was stopped and removed; run the same command again "
-                                    f"to go on")
+    # one error line: the stage's own, which names the fix
+    assert len(error_lines(err)) == 1 and "training interrupted" in error_lines(err)[0]
+    assert err.splitlines()[-1] == f"{name}: container c0ffee123456 stopped and removed"
     # the process's own handlers are back
     assert signal.getsignal(sig) is default_ends_the_process
+
+
+def test_a_stage_that_says_nothing_gets_the_runners_error_line(tmp_path, capfd,
+                                                               default_ends_the_process):
+    cont = Container(signum=signal.SIGTERM, status=143)
+    rc = runners.run_stage("quantize", cfg_with(tmp_path), Args(tmp_path / "b"),
+                           client_factory=lambda: Client(cont))
+    assert rc == 143 and cont.calls[-1] == ("remove", True)
+    assert error_lines(capfd.readouterr().err) == [
+        "error: SIGTERM received: the container c0ffee123456 running quantize was stopped and "
+        "removed; run the same command again to go on"]
 
 
 def test_sigint_stops_drains_and_removes_then_exits_130(tmp_path, capfd, monkeypatch):
@@ -172,7 +187,8 @@ def test_sigint_stops_drains_and_removes_then_exits_130(tmp_path, capfd, monkeyp
     assert cont.names() == ["attach", "start", "stop", "wait", "remove"]
     err = capfd.readouterr().err
     assert "SIGINT: stopping container" in err and "training interrupted in epoch 2" in err
-    assert err.endswith("error: interrupted\n")
+    assert len(error_lines(err)) == 1           # the stage's; not also "error: interrupted"
+    assert err.endswith("SIGINT: container c0ffee123456 stopped and removed\n")
 
 
 def test_a_signal_during_create_never_starts_the_container(tmp_path, capfd,
@@ -183,7 +199,7 @@ def test_a_signal_during_create_never_starts_the_container(tmp_path, capfd,
                            client_factory=lambda: client)
     assert rc == 143
     assert cont.names() == ["remove"]
-    assert "error: SIGTERM received" in capfd.readouterr().err
+    assert error_lines(capfd.readouterr().err)[0].startswith("error: SIGTERM received")
 
 
 def test_make_sends_sigterm_twice_the_stop_stays_graceful(tmp_path, default_ends_the_process):
@@ -197,10 +213,9 @@ def test_make_sends_sigterm_twice_the_stop_stays_graceful(tmp_path, default_ends
 
 def test_a_second_ctrl_c_kills_at_once(tmp_path):
     cont = Container(signum=signal.SIGINT, second=signal.SIGINT, after=[LAST_WORDS])
-    with pytest.raises(KeyboardInterrupt):
-        runners.run_stage("train", cfg_with(tmp_path), Args(tmp_path / "b"),
-                          client_factory=lambda: Client(cont))
-    assert "kill" in cont.names() and cont.calls[-1] == ("remove", True)
+    rc = runners.run_stage("train", cfg_with(tmp_path), Args(tmp_path / "b"),
+                           client_factory=lambda: Client(cont))
+    assert rc == 130 and "kill" in cont.names() and cont.calls[-1] == ("remove", True)
 
 
 def test_sighup_with_the_terminal_gone_still_removes_the_container(tmp_path,

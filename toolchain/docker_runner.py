@@ -18,8 +18,8 @@ mount points (/workspace, /build) rewritten to the host paths they stand for, so
 user reads exists on the host. The container's exit status is returned and the container is
 removed afterwards. SIGINT (Ctrl-C), SIGTERM (a CI timeout, a job cancel, `kill`) and SIGHUP
 stop it (SIGTERM through `--init`, SIGKILL after docker.stop_timeout), keep streaming its last
-words, remove it, and end the run (SIGINT: KeyboardInterrupt, exit 130; SIGTERM/SIGHUP:
-status 128+signal).
+words, remove it, and end the run with status 128+signal (130, 143, 129) and one `error:`
+line (the stage's own, when it printed one on the way out).
 
 Before a stage starts, every path-valued config key (opt(path=True)) is checked to lie under
 the repository or the build dir, the only host directories the container sees.
@@ -366,8 +366,11 @@ class _Output:
     """One output stream (stdout or stderr) of the container: rewritten, written, flushed.
     After SIGHUP the terminal may be gone: a failing write stops the echo, not the cleanup."""
 
+    ERROR_LINE = re.compile(rb"(?:^|[\r\n])error: ")
+
     def __init__(self, stream, mapping: Dict[str, str]):
         self.stream, self.rewriter, self.broken = stream, PathRewriter(mapping), False
+        self.said_error = False         # the stage printed its own `error:` line
 
     def _write(self, data: bytes) -> None:
         if not data or self.broken:
@@ -383,10 +386,15 @@ class _Output:
             self.broken = True
 
     def write(self, data: bytes) -> None:
-        self._write(self.rewriter.feed(data))
+        self._emit(self.rewriter.feed(data))
 
     def close(self) -> None:
-        self._write(self.rewriter.flush())
+        self._emit(self.rewriter.flush())
+
+    def _emit(self, lines: bytes) -> None:
+        if lines and self.ERROR_LINE.search(lines):
+            self.said_error = True
+        self._write(lines)
 
 
 def _say(stream, text: str) -> None:
@@ -468,15 +476,21 @@ class _StopOnSignal:
 
 
 class StageInterrupted(UserError):
-    """A signal stopped the container (SIGTERM/SIGHUP); exit status 128+signal."""
+    """A signal stopped the container; exit status 128+signal. `stage_said` when the stage
+    printed its own `error:` line on the way out (then that is the run's one error line)."""
+
+    def __init__(self, message: str, exit_code: int, signum: int, stage_said: bool,
+                 container_id: str):
+        super().__init__(message, exit_code)
+        self.signum, self.stage_said, self.container_id = signum, stage_said, container_id
 
 
 def run_container(client, spec: ContainerSpec, stop_timeout: int = 10,
                   out=None, err=None, mapping: Optional[Dict[str, str]] = None) -> int:
     """Create, attach, start; stream output live (container paths rewritten to host paths
     by `mapping`, default: the spec's mounts); return the exit status; always remove.
-    SIGINT/SIGTERM/SIGHUP stop the container and remove it, then SIGINT raises
-    KeyboardInterrupt and SIGTERM/SIGHUP raise StageInterrupted (exit status 128+signal)."""
+    SIGINT/SIGTERM/SIGHUP stop the container and remove it, then raise StageInterrupted
+    (exit status 128+signal: 130, 143, 129)."""
     import docker
     out, err = out or sys.stdout, err or sys.stderr
     mapping = host_paths(spec.volumes) if mapping is None else mapping
@@ -494,7 +508,7 @@ def run_container(client, spec: ContainerSpec, stop_timeout: int = 10,
         except docker.errors.DockerException as e:
             raise UserError(f"docker could not create the container from {spec.image}: "
                             f"{_one_line(e, 300)}") from None
-        result = None
+        result, said_error = None, False
         try:
             if guard.signum is None:
                 try:
@@ -516,6 +530,7 @@ def run_container(client, spec: ContainerSpec, stop_timeout: int = 10,
                 finally:
                     o_out.close()
                     o_err.close()
+                    said_error = o_out.said_error or o_err.said_error
                 result = container.wait()
         except KeyboardInterrupt:       # not from SIGINT (handled above): stop, then go on
             _say(err, f"\ninterrupted: stopping container {container.short_id} "
@@ -538,12 +553,11 @@ def run_container(client, spec: ContainerSpec, stop_timeout: int = 10,
         name = signal.Signals(guard.signum).name
         if guard.errors:
             _say(err, f"warning: stopping container {container.short_id}: {guard.errors[0]}")
-        if guard.signum == signal.SIGINT:
-            raise KeyboardInterrupt
         raise StageInterrupted(f"{name} received: the container {container.short_id} running "
                                f"{spec.labels.get('toolchain.stage', spec.image)} was stopped "
                                f"and removed; run the same command again to go on",
-                               exit_code=128 + int(guard.signum))
+                               exit_code=128 + int(guard.signum), signum=int(guard.signum),
+                               stage_said=said_error, container_id=container.short_id)
     status = int(result.get("StatusCode", 1)) if isinstance(result, dict) else int(result)
     problem = (result.get("Error") or {}) if isinstance(result, dict) else {}
     if problem and problem.get("Message"):
@@ -563,7 +577,13 @@ def run_in_container(stage: str, cli_command: str, cfg, build_dir, client, out=N
     try:
         status = run_container(client, spec, cfg.docker.stop_timeout, out=out, err=err)
     except StageInterrupted as e:
-        _say(err, f"error: {e}")
+        # one `error:` line per run: the stage's own ("... run the same command again to
+        # resume") when it printed one on the way out, else this one
+        if e.stage_said:
+            _say(err, f"{signal.Signals(e.signum).name}: container {e.container_id} stopped "
+                      f"and removed")
+        else:
+            _say(err, f"error: {e}")
         return e.exit_code
     if status >= 128:
         # killed by a signal: the stage could not say why itself
