@@ -97,8 +97,13 @@ conda() {
 EOF
 
 step "docker import"
+old_id=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
 tar -C "$work/rootfs" -c . | docker import \
   --change "LABEL signlang.standin.key=$key" \
   --change "LABEL signlang.standin=scripts/standin-image.sh" \
   --change 'CMD ["bash"]' - "$tag" >/dev/null
+# the previous build, now untagged: remove it unless a container still uses it (2 GB each)
+if [ -n "$old_id" ] && [ "$old_id" != "$(docker image inspect --format '{{.Id}}' "$tag")" ]; then
+  docker rmi "$old_id" >/dev/null 2>&1 || true
+fi
 echo "stand-in image $tag built in $(( $(date +%s) - t0 ))s (key $key)"
