@@ -265,9 +265,32 @@ def test_streamed_output_names_host_paths(tmp_path, capfd):
     assert "/workspace" not in out + err
 
 
-def test_only_host_path_keys_are_marked():
-    assert sorted(k for k, _ in DR.path_keys(load_config())) == ["data.test_csv",
-                                                                 "data.train_csv"]
+def test_host_path_keys_are_marked_and_container_paths_are_not():
+    keys = {k for k, _ in DR.path_keys(load_config())}
+    assert {"data.train_csv", "data.test_csv"} <= keys
+    # paths inside the image or on the board are not host files
+    assert not keys & {"docker.conda_sh", "compile.arch_dir", "compile.tool_dir",
+                       "board.remote_dir"}
+
+
+def test_list_valued_path_keys_are_checked_item_by_item(tmp_path):
+    from dataclasses import dataclass, field
+    from toolchain.config import opt
+
+    @dataclass
+    class Data:
+        folders: list = opt(["data/a"], "folders", path=True)
+        name: str = opt("x", "not a path")
+
+    @dataclass
+    class Cfg:
+        data: Data = field(default_factory=Data)
+
+    cfg = Cfg(Data(folders=["data/a", str(tmp_path / "out")]))
+    assert list(DR.path_keys(cfg)) == [("data.folders[0]", "data/a"),
+                                       ("data.folders[1]", str(tmp_path / "out"))]
+    with pytest.raises(UserError, match=r"^config key 'data.folders\[1\]' is "):
+        DR.check_mounted_paths(cfg, tmp_path / "b")
 
 
 def test_a_data_file_outside_the_mounts_is_one_line_before_any_container(tmp_path):

@@ -297,7 +297,8 @@ def stage_spec(cfg, build_dir, stage: str, cli_command: str,
 # --------------------------------------------------------------------------- pre-flight
 
 def path_keys(obj, prefix: str = "") -> Iterator[Tuple[str, str]]:
-    """(dotted key, value) of every config key marked opt(path=True) that holds a path."""
+    """(dotted key, value) of every path in a config key marked opt(path=True): a string, or
+    each string of a list (`key[i]`)."""
     for f in dataclasses.fields(obj):
         key = f"{prefix}.{f.name}" if prefix else f.name
         val = getattr(obj, f.name)
@@ -305,6 +306,10 @@ def path_keys(obj, prefix: str = "") -> Iterator[Tuple[str, str]]:
             yield from path_keys(val, key)
         elif f.metadata.get("path") and isinstance(val, str) and val:
             yield key, val
+        elif f.metadata.get("path") and isinstance(val, (list, tuple)):
+            for i, v in enumerate(val):
+                if isinstance(v, str) and v:
+                    yield f"{key}[{i}]", v
 
 
 def check_mounted_paths(cfg, build_dir, repo: Path = REPO_ROOT) -> None:
