@@ -19,11 +19,12 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")     # before cv2 is imported anywhere
 
-from .contract import (Preprocess, check_manifest_xmodel, find_manifest, load_labels,  # noqa: E402
-                       load_manifest)
+from .contract import (DEFAULT_THRESHOLD, LABELS_FILE, Preprocess,  # noqa: E402
+                       check_manifest_model, find_manifest, load_labels, load_manifest)
 from .errors import AppError, info, warn  # noqa: E402
 
 EXIT_FAULT = 2
@@ -65,8 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--reconnect-tries", type=int, default=0,
                    help="give up after N camera reconnect tries (default 0 = keep trying)")
     g = ap.add_argument_group("recognition and spelling")
-    g.add_argument("--threshold", type=float, default=0.6,
-                   help="confidence needed for a letter (default 0.6)")
+    g.add_argument("--threshold", type=float, default=None,
+                   help="confidence needed for a letter; below it, or when 'nothing' wins, the "
+                        "app shows 'no hand' (default: the manifest's calibrated threshold, "
+                        f"else {DEFAULT_THRESHOLD})")
+    g.add_argument("--mirror", dest="mirror", action="store_const", const=True, default=None,
+                   help="average each prediction with the mirror image's (default: the "
+                        "manifest's recognition.mirror)")
+    g.add_argument("--no-mirror", dest="mirror", action="store_const", const=False,
+                   help="do not (one inference a frame)")
     g.add_argument("--smooth", type=float, default=0.5,
                    help="EMA weight of the newest frame, 1 = no smoothing (default 0.5)")
     g.add_argument("--stable", type=int, default=8,
@@ -83,8 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-frames", type=int, default=0, help="stop after N frames")
     g.add_argument("--quiet", action="store_true", help="no letter/text lines on stdout")
     g.add_argument("--summary-json", metavar="FILE", help="write the run summary as JSON")
-    g = ap.add_argument_group("benchmark")
-    g.add_argument("--bench", action="store_true", help="benchmark over a Kaggle CSV")
+    g = ap.add_argument_group("evaluation and benchmark")
+    g.add_argument("--eval-photos", metavar="DIR",
+                   help="score a labelled photo folder (one folder per letter, optional "
+                        "manifest.csv with hand boxes) through this app's pipeline and exit")
+    g.add_argument("--bench", action="store_true", help="benchmark over a Kaggle CSV (and "
+                   "--eval-photos DIR when given)")
     g.add_argument("--csv", help="Kaggle Sign Language MNIST CSV(.gz) for --bench")
     g.add_argument("--threads", default="1", help="threads, or a list like 1,2,4 (default 1)")
     g.add_argument("--batch", type=int, default=0,
@@ -98,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(a) -> None:
-    if not 0.0 < a.threshold <= 1.0:
-        raise AppError(f"--threshold {a.threshold}: must be in (0, 1]")
+    if a.threshold is not None and not 0.0 <= a.threshold <= 1.0:
+        raise AppError(f"--threshold {a.threshold}: must be in 0..1")
     if not 0.0 < a.smooth <= 1.0:
         raise AppError(f"--smooth {a.smooth}: must be in (0, 1] (1 = no smoothing)")
     for name in ("stable", "gap", "hold"):
@@ -120,21 +132,50 @@ def _check_args(a) -> None:
         raise AppError(f"--threads {a.threads}: each must be 1..64")
 
 
-def resolve_model(a):
-    """(model path, labels, preprocess, (in_fix, out_fix) from the manifest)."""
+@dataclass
+class Resolved:
+    model: str
+    labels: list
+    preprocess: Preprocess | None       # None: read from the model's input
+    fix: tuple                          # (input, output) fix points from the manifest
+    threshold: float
+    manifest: str | None
+    mirror: bool = False
+
+
+def check_model_file(model: str) -> None:
+    """The model file exists and looks like what its name says, before anything else is
+    blamed (labels, manifest) and before seconds of loading."""
+    if not os.path.exists(model):
+        raise AppError(f"model {model} not found: train one (make train -> build/train/model.h5),"
+                       f" or pass --model PATH")
+    if os.path.isdir(model) or os.path.getsize(model) == 0:
+        raise AppError(f"model {model} is {'a folder' if os.path.isdir(model) else 'empty'}: "
+                       f"give the .h5 (PC) or .xmodel (board) file")
+    if model.endswith(".h5"):
+        with open(model, "rb") as f:
+            if f.read(8) != b"\x89HDF\r\n\x1a\n":
+                raise AppError(f"model {model} is not an HDF5 file (damaged, or not a Keras "
+                               f".h5): copy it again or re-run make train")
+
+
+def resolve_model(a) -> Resolved:
+    """Model file, labels, preprocessing, fix points and threshold, from the flags and the
+    manifest beside the model (cheap: no model is loaded here)."""
     man = load_manifest(a.manifest) if a.manifest else None
-    model = a.model or (man.xmodel_path if man else None)
+    model = a.model or (man.model_path if man else None)
     if not model:
         raise AppError("no model given: pass --model build/train/model.h5 (PC), or --model "
-                       "NAME.xmodel / --manifest deploy.json (board)")
+                       "NAME.xmodel / --manifest manifest.json (board)")
+    check_model_file(model)
     found = None
-    if man is None and model.endswith(".xmodel"):
+    if man is None:
         found = find_manifest(model)
         if found:
             man = load_manifest(found)
-    if man is not None and model.endswith(".xmodel") and os.path.isfile(model) \
-            and man.xmodel_path and os.path.basename(man.xmodel_path) == os.path.basename(model):
-        check_manifest_xmodel(man, model)
+    if man is not None and man.model_path \
+            and os.path.basename(man.model_path) == os.path.basename(model):
+        check_manifest_model(man, model)
     if found:
         info(f"manifest: {found}")
     if a.labels:
@@ -142,23 +183,24 @@ def resolve_model(a):
     elif man is not None and man.labels:
         labels = man.labels
     else:
-        beside = os.path.join(os.path.dirname(os.path.abspath(model)), "labels.txt")
+        beside = os.path.join(os.path.dirname(os.path.abspath(model)), LABELS_FILE)
         if not os.path.isfile(beside):
-            if not os.path.exists(model):
-                raise AppError(f"model {model} not found: train one (build/train/model.h5) or "
-                               f"pass --model PATH")
             raise AppError(f"no labels for {model}: put the trainer's labels.txt beside it, or "
                            f"pass --labels FILE (or --manifest)")
         labels = load_labels(beside)
-    pp = man.preprocess if man is not None else Preprocess()
-    fix = (man.input_fix, man.output_fix) if man is not None else (None, None)
-    return model, labels, pp, fix
+    threshold = a.threshold
+    if threshold is None:
+        threshold = man.threshold if man is not None and man.threshold is not None \
+            else DEFAULT_THRESHOLD
+    mirror = a.mirror if a.mirror is not None else bool(man is not None and man.mirror)
+    return Resolved(model, labels, man.preprocess if man is not None else None,
+                    (man.input_fix, man.output_fix) if man is not None else (None, None),
+                    float(threshold), man.path if man is not None else None, mirror)
 
 
-def make_backend(a, resolved=None):
+def make_backend(a, r: Resolved):
     from .backends import open_backend
-    model, labels, pp, fix = resolved or resolve_model(a)
-    return open_backend(a.backend, model, labels, pp, manifest_fix=fix,
+    return open_backend(a.backend, r.model, r.labels, r.preprocess, manifest_fix=r.fix,
                         host_runtime=a.host_runtime)
 
 
@@ -178,7 +220,7 @@ def open_live_source(a, capture_factory=None):
                        capture_factory=capture_factory)
 
 
-def run_live(a, backend, src, on_frame=None, out=sys.stdout) -> int:
+def run_live(a, backend, src, r: Resolved, on_frame=None, out=sys.stdout) -> int:
     from .live import LivePipeline
     from .processing import FrameProcessor, Roi
     from .sinks import Recorder, ViewerMissing, WebSink, WindowSink
@@ -208,9 +250,10 @@ def run_live(a, backend, src, on_frame=None, out=sys.stdout) -> int:
             s.close()
         src.close()
         raise
-    proc = FrameProcessor(backend, roi, threshold=a.threshold, smooth=a.smooth,
-                          stable=a.stable, gap=a.gap, flip=a.flip)
-    info(f"{backend.name}: {backend.model_path}; source {src}; "
+    proc = FrameProcessor(backend, roi, threshold=r.threshold, smooth=a.smooth,
+                          stable=a.stable, gap=a.gap, flip=a.flip, mirror=r.mirror)
+    info(f"{backend.name}: {backend.model_path}; source {src}; threshold {r.threshold:.2f}"
+         f"{', mirror-averaged' if r.mirror else ''}; "
          f"{'viewer ' + viewer if sinks else 'no viewer'}")
     pipe = LivePipeline(proc, src, sinks, max_frames=a.max_frames, out=None if a.quiet else out,
                         on_frame=on_frame)
@@ -242,39 +285,64 @@ def _write_json(path: str, data: dict) -> None:
         raise AppError(f"could not write {path} ({e.strerror or e}): check the folder") from None
 
 
-def run_bench(a, backend, out=sys.stdout) -> int:
+def run_eval(a, backend, r: Resolved, out=sys.stdout) -> dict:
+    from .evaluate import describe, eval_photos
+    res = eval_photos(backend, a.eval_photos, r.threshold, r.mirror)
+    for line in describe(res):
+        print(f"{backend.name}: {line}", file=out, flush=True)
+    return res
+
+
+def run_bench(a, backend, r: Resolved, out=sys.stdout) -> int:
     from . import bench
+    from .datasets import load_kaggle_csv
     from .processing import FrameProcessor, Roi
-    from .sources import load_kaggle_csv
+    res = {"backend": backend.describe(), "machine": bench.machine_info(),
+           "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "threshold": r.threshold,
+           "mirror": r.mirror,
+           "note": "infer includes int8 input scaling (vart) and softmax; workers are warmed "
+                   "up before timing", "sets": {}, "runs": []}
     csv = a.csv or (a.source if str(a.source).lower().endswith((".csv", ".csv.gz")) else None)
-    if not csv:
+    if a.bench and not csv:
         raise AppError("--bench needs --csv FILE (the Kaggle test CSV, e.g. "
                        "data/sign_mnist/sign_mnist_test.csv.gz)")
-    pixels, raw = load_kaggle_csv(csv, a.limit)
-    unknown = sorted({chr(65 + int(r)) for r in raw} - set(backend.labels))
-    if unknown:
-        raise AppError(f"the model's labels {''.join(backend.labels)} lack {''.join(unknown)} "
-                       f"found in {csv}: wrong labels file?")
-    res = {"backend": backend.describe(), "csv": os.path.abspath(csv), "machine":
-           bench.machine_info(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-           "note": "infer includes int8 input scaling (vart) and softmax; workers are warmed "
-                   "up before timing", "runs": []}
-    for t in a.thread_list:
-        r = bench.bench_csv(backend, pixels, raw, threads=t, batch=a.batch or None)
-        res["runs"].append(r)
-        print(f"{backend.name}: {r['images']} images, {t} thread(s), batch {r['batch']}: "
-              f"accuracy {r['accuracy'] * 100:.2f}%, {r['fps_infer_only']:.0f} img/s infer only, "
-              f"{r['fps_with_preprocess']:.0f} img/s with preprocess", file=out, flush=True)
-    nf = 1000 if a.bench_frames < 0 else a.bench_frames
-    if nf:
-        proc = FrameProcessor(backend, Roi(a.roi, multiple=backend.preprocess.width), threshold=a.threshold, smooth=a.smooth,
-                              stable=a.stable, gap=a.gap)
-        frames, truth = bench.synth_frames(pixels, raw, nf)
-        fr = bench.bench_frames(proc, frames, truth, nf)
-        res["frames"] = fr
-        ms = " ".join(f"{k} {v:.3f}" for k, v in fr["stages_ms"].items())
-        print(f"{backend.name}: {nf} frames 640x480 single stream (preprocess+infer+overlay): "
-              f"{fr['fps']:.0f} frames/s; mean ms {ms}", file=out, flush=True)
+    if a.eval_photos:
+        ev = run_eval(a, backend, r, out)
+        res["photos"] = {"folder": ev["folder"], "photos": ev["photos"]}
+        res["sets"].update({k: ev[k] for k in ("photos_val", "no_hand_val") if k in ev})
+    if csv:
+        data = load_kaggle_csv(csv, a.limit)
+        pixels, raw = data.pixels, data.raw
+        unknown = sorted(set(data.letters) - set(backend.labels))
+        if unknown:
+            raise AppError(f"the model's labels {''.join(backend.labels)} lack "
+                           f"{''.join(unknown)} found in {csv}: wrong labels file?")
+        res["csv"] = os.path.abspath(csv)
+        backend.prepare(max(a.thread_list))       # runners made here, one after another
+        for t in a.thread_list:
+            run = bench.bench_csv(backend, pixels, raw, threads=t, batch=a.batch or None)
+            res["runs"].append(run)
+            print(f"{backend.name}: {run['images']} images, {t} thread(s), batch "
+                  f"{run['batch']}: {run['fps_infer_only']:.0f} img/s infer only, "
+                  f"{run['fps_with_preprocess']:.0f} img/s with preprocess", file=out, flush=True)
+        acc = bench.csv_accuracy(backend, pixels, raw, r.mirror)
+        res["sets"]["sign_mnist_test"] = acc
+        res["accuracy"] = acc["accuracy"]
+        print(f"{backend.name}: Sign MNIST test {acc['images']:,} images: accuracy "
+              f"{acc['accuracy'] * 100:.2f}%{' (mirror-averaged)' if r.mirror else ''}",
+              file=out, flush=True)
+        res["fps"] = max(r["fps_infer_only"] for r in res["runs"])
+        nf = 1000 if a.bench_frames < 0 else a.bench_frames
+        if nf:
+            proc = FrameProcessor(backend, Roi(a.roi, multiple=backend.preprocess.width),
+                                  threshold=r.threshold, smooth=a.smooth, stable=a.stable,
+                                  gap=a.gap, mirror=r.mirror)
+            frames, truth = bench.synth_frames(pixels, raw, nf)
+            fr = bench.bench_frames(proc, frames, truth, nf)
+            res["frames"] = fr
+            ms = " ".join(f"{k} {v:.3f}" for k, v in fr["stages_ms"].items())
+            print(f"{backend.name}: {nf} frames 640x480 single stream (preprocess+infer+overlay)"
+                  f": {fr['fps']:.0f} frames/s; mean ms {ms}", file=out, flush=True)
     if a.json:
         _write_json(a.json, res)
         info(f"wrote {a.json}")
@@ -288,12 +356,13 @@ def main(argv=None, *, on_frame=None, out=None, capture_factory=None) -> int:
     try:
         _check_args(a)
         resolved = resolve_model(a)           # cheap: files, labels, manifest
-        if not a.bench:       # a missing camera is reported before seconds of model loading
+        scoring = a.bench or a.eval_photos
+        if not scoring:       # a missing camera is reported before seconds of model loading
             src = open_live_source(a, capture_factory)
         backend = make_backend(a, resolved)
-        if a.bench:
-            return run_bench(a, backend, out=out)
-        return run_live(a, backend, src, on_frame=on_frame, out=out)
+        if scoring:
+            return run_bench(a, backend, resolved, out=out)
+        return run_live(a, backend, src, resolved, on_frame=on_frame, out=out)
     except AppError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return EXIT_FAULT

@@ -23,16 +23,37 @@ class Backend:
     kind = "?"
     name = "?"
 
-    def __init__(self, model_path: str, labels: list[str], pp: Preprocess):
+    def __init__(self, model_path: str, labels: list[str], pp: Preprocess | None):
         self.model_path = model_path
         self.labels = list(labels)
-        self.preprocess = pp
-        self.input_shape = (pp.height, pp.width, pp.channels)
         self.batch = 1
+        self.set_preprocess(pp)
         self.quantized = False
         self._local = threading.local()
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
+    def set_preprocess(self, pp: Preprocess | None) -> None:
+        """The manifest's preprocessing, or (None) the model's own input size, set later."""
+        self.preprocess = pp
+        self.input_shape = (pp.height, pp.width, pp.channels) if pp else None
+
+    def _agree(self, shape, what: str) -> None:
+        """Take the preprocessing from the model's input when no manifest gave one; refuse a
+        manifest that disagrees with the model."""
+        shape = tuple(int(v) for v in shape)
+        if self.preprocess is None:
+            self.set_preprocess(Preprocess.for_input(shape))
+        elif shape != self.input_shape:
+            raise AppError(f"{self.model_path}: {what} is {list(shape)}, the preprocessing makes "
+                           f"{list(self.input_shape)} (NHWC): wrong model, or a manifest from "
+                           f"another model")
+
+    def prepare(self, workers: int) -> None:
+        """Make the workers of `workers` benchmark threads now, on the calling (main) thread,
+        one after another (the official VART apps create runners this way); thread i then
+        calls infer(x, worker=i). The host backend makes its interpreters lazily."""
+
+    def infer(self, x: np.ndarray, worker: int | None = None) -> np.ndarray:
+        """Softmax probabilities (N, classes); `worker` picks a prepared worker (threads)."""
         raise NotImplementedError
 
     def describe(self) -> dict:
@@ -58,7 +79,7 @@ class Backend:
         return x
 
 
-def open_backend(kind: str, model_path: str, labels: list[str], pp: Preprocess,
+def open_backend(kind: str, model_path: str, labels: list[str], pp: Preprocess | None,
                  manifest_fix=(None, None), host_runtime: str = "auto") -> Backend:
     if kind == "auto":
         kind = "vart" if model_path.endswith(".xmodel") else "host"

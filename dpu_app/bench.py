@@ -22,7 +22,28 @@ import time
 
 import numpy as np
 
-from .contract import crop_to_input, kaggle_letter
+from .contract import crop_to_input
+from .datasets import kaggle_letter
+
+
+def check_result(res) -> list:
+    """What is wrong with a `--bench --json` result (empty when it is usable): the contract
+    between this app and the toolchain that reads it back from the board."""
+    if not isinstance(res, dict):
+        return ["not a JSON object"]
+    bad = []
+    for key in ("accuracy", "fps"):
+        v = res.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            bad.append(f"no numeric '{key}'")
+    if not bad:
+        if not 0.0 <= res["accuracy"] <= 1.0:
+            bad.append(f"accuracy {res['accuracy']} is not a fraction in 0..1")
+        if not res["fps"] > 0:
+            bad.append(f"fps {res['fps']} is not positive")
+    if not isinstance(res.get("sets"), dict):
+        bad.append("no 'sets' object (per test set figures)")
+    return bad
 
 
 def machine_info() -> dict:
@@ -105,26 +126,26 @@ def bench_csv(backend, pixels: np.ndarray, raw_labels: np.ndarray, threads: int 
 
     def infer_only(i, barrier):
         idx = slices[i]
-        backend.infer(x[:1])                                     # warm-up: runner/interpreter
+        backend.infer(x[:1], worker=i)                           # warm-up: runner/interpreter
         barrier.wait()
         lo, hi = (int(idx[0]), int(idx[-1]) + 1) if len(idx) else (0, 0)
         for s in range(lo, hi, batch):
             e = min(hi, s + batch)
             t = time.perf_counter()
-            probs_a[s:e] = backend.infer(x[s:e])
+            probs_a[s:e] = backend.infer(x[s:e], worker=i)
             lat[i].append((time.perf_counter() - t) * 1e3)
 
     def with_pre(i, barrier):
         idx = slices[i]
         buf = np.zeros((batch, *backend.input_shape), np.float32)
-        backend.infer(buf[:1])
+        backend.infer(buf[:1], worker=i)
         barrier.wait()
         lo, hi = (int(idx[0]), int(idx[-1]) + 1) if len(idx) else (0, 0)
         for s in range(lo, hi, batch):
             e = min(hi, s + batch)
             for j in range(s, e):
                 crop_to_input(pixels[j], roi, pp, out=buf[j - s])
-            probs_b[s:e] = backend.infer(buf[:e - s])
+            probs_b[s:e] = backend.infer(buf[:e - s], worker=i)
 
     wall_a = _run_threads(threads, infer_only)
     wall_b = _run_threads(threads, with_pre)
@@ -156,6 +177,24 @@ def bench_csv(backend, pixels: np.ndarray, raw_labels: np.ndarray, threads: int 
         "per_letter_accuracy": per_letter,
         "weakest_letters": [[k, v] for k, v in worst],
     }
+
+
+def csv_accuracy(backend, pixels: np.ndarray, raw_labels: np.ndarray, mirror: bool) -> dict:
+    """Accuracy of the app's prediction (with mirror averaging when the manifest says so) over
+    the CSV images: the figure the ladder's rungs report; not timed."""
+    from .scoring import app_probs
+    pp = backend.preprocess
+    roi = (0, 0, pixels.shape[2], pixels.shape[1])
+    truth = np.array([kaggle_letter(r) for r in raw_labels])
+    pred = []
+    for s in range(0, len(pixels), 256):
+        x = np.stack([crop_to_input(p, roi, pp) for p in pixels[s:s + 256]])
+        pred += [backend.labels[i] for i in app_probs(backend.infer, x, mirror).argmax(1)]
+    correct = np.array(pred) == truth
+    per_letter = {letter: round(float(correct[truth == letter].mean()), 4)
+                  for letter in sorted(set(truth.tolist()))}
+    return {"images": int(len(truth)), "accuracy": round(float(correct.mean()), 5),
+            "per_letter": per_letter}
 
 
 def synth_frames(pixels: np.ndarray | None, raw: np.ndarray | None, count: int,

@@ -18,6 +18,36 @@ import numpy as np
 
 from .errors import AppError
 
+LETTERS = tuple("ABCDEFGHIKLMNOPQRSTUVWXY")     # the 24 static letters (no J, Z: they move)
+NO_HAND = "nothing"                             # the label of the "no hand" class
+KAGGLE_SIZE = 28                                # Sign Language MNIST images: 28x28 grey
+HAND_MARGIN = 1.2       # the model sees a square 1.2x the long side of the hand's box, centred
+
+
+# --------------------------------------------------------------------------- the hand crop
+def hand_square(box, margin: float = HAND_MARGIN) -> tuple[float, float, float]:
+    """(x, y, side) of the square the model sees for a hand box (x0, y0, x1, y1) in pixels:
+    centred on the box, `margin` times its long side. The app's guide box is this square: a
+    hand that fills about 1/margin of the box is what training showed the model."""
+    x0, y0, x1, y1 = box
+    side = margin * max(x1 - x0, y1 - y0)
+    return ((x0 + x1 - side) / 2, (y0 + y1 - side) / 2, side)
+
+
+def crop_square(image: np.ndarray, x: float, y: float, side: float) -> np.ndarray:
+    """The pixels of a square (x, y, side); where it leaves the image the border is
+    replicated (a photo's hand near its edge), never stretched."""
+    import cv2
+    h, w = image.shape[:2]
+    x0, y0 = int(round(x)), int(round(y))
+    s = max(1, int(round(side)))
+    pad = max(0, -x0, -y0, x0 + s - w, y0 + s - h)
+    if pad:
+        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        x0, y0 = x0 + pad, y0 + pad
+    return image[y0:y0 + s, x0:x0 + s]
+
+
 # --------------------------------------------------------------------------- preprocessing
 @dataclass(frozen=True)
 class Preprocess:
@@ -32,6 +62,17 @@ class Preprocess:
     @property
     def channels(self) -> int:
         return 1 if self.color == "gray" else 3
+
+    def to_dict(self) -> dict:
+        return {"width": self.width, "height": self.height, "color": self.color,
+                "scale": self.scale, "resize": self.resize, "layout": self.layout,
+                "hand_margin": HAND_MARGIN}
+
+    @classmethod
+    def for_input(cls, shape) -> "Preprocess":
+        """The preprocessing for a model input (H, W, C): grey for 1 channel, BGR for 3."""
+        h, w, c = (int(v) for v in shape)
+        return cls(width=w, height=h, color="gray" if c == 1 else "bgr")
 
     @property
     def interpolation(self) -> int:
@@ -64,12 +105,9 @@ class Preprocess:
         return p
 
 
-def crop_to_input(frame: np.ndarray, roi: tuple[int, int, int, int], pp: Preprocess,
-                  out: np.ndarray | None = None) -> np.ndarray:
-    """Crop `roi` (x, y, w, h) from a BGR or grey frame and make one model input (H, W, C) float32.
-
-    Exactly the training data's recipe: grey, resize to 28x28 with INTER_AREA, times 1/255.
-    """
+def crop_pixels(frame: np.ndarray, roi: tuple[int, int, int, int], pp: Preprocess) -> np.ndarray:
+    """Crop `roi` (x, y, w, h) from a BGR or grey frame: grey (or colour), resized to the model
+    input with pp's interpolation; uint8 (H, W, C)."""
     import cv2
     x, y, w, h = roi
     crop = frame[y:y + h, x:x + w]
@@ -89,9 +127,23 @@ def crop_to_input(frame: np.ndarray, roi: tuple[int, int, int, int], pp: Preproc
             crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
     if crop.shape[0] != pp.height or crop.shape[1] != pp.width:
         crop = cv2.resize(crop, (pp.width, pp.height), interpolation=pp.interpolation)
+    return crop.reshape(pp.height, pp.width, pp.channels)
+
+
+def crop_to_input(frame: np.ndarray, roi: tuple[int, int, int, int], pp: Preprocess,
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """Crop `roi` (x, y, w, h) from a frame and make one model input (H, W, C) float32: the
+    training data's recipe (grey, INTER_AREA to the input size, times 1/255)."""
+    pix = crop_pixels(frame, roi, pp)
     if out is None:
-        out = np.empty((pp.height, pp.width, pp.channels), np.float32)
-    return scale_pixels(crop.reshape(out.shape), pp.scale, out)
+        out = np.empty(pix.shape, np.float32)
+    return scale_pixels(pix.reshape(out.shape), pp.scale, out)
+
+
+def square_pixels(image: np.ndarray, square: tuple, pp: Preprocess) -> np.ndarray:
+    """crop_pixels of a square (x, y, side) that may leave the image (border replicated)."""
+    sq = crop_square(image, *square)
+    return crop_pixels(sq, (0, 0, sq.shape[1], sq.shape[0]), pp)
 
 
 def scale_pixels(pix: np.ndarray, scale: float, out: np.ndarray | None = None) -> np.ndarray:
@@ -147,12 +199,36 @@ def load_labels(path: str) -> list[str]:
     return labels
 
 
-def kaggle_letter(raw_label: int) -> str:
-    """Kaggle Sign Language MNIST label = position in the alphabet (0 = A, 9 = J absent)."""
-    return chr(ord("A") + int(raw_label))
-
-
 # --------------------------------------------------------------------------- manifest
+# A manifest (schema 1) sits beside every model bundle the toolchain writes (train/, freeze/,
+# quantize/: "model"; compile/: "xmodel" plus the DPU tensors) and tells the app everything it
+# must agree on with training:
+#   {"schema": 1, "name", "model" | "xmodel": {"file", "sha256"}, "labels": [...],
+#    "labels_file": "labels.txt", "preprocess": {width, height, color, scale, resize, layout,
+#    hand_margin}, "recognition": {"threshold", "no_hand_label", "mirror", "how"},
+#    compile only: "input"/"output": {name, shape, dtype, fix_point}, "board", "target", ...}
+# Extra keys may be added; the app ignores what it does not know.
+SCHEMA = 1
+MANIFEST_FILE = "manifest.json"
+LABELS_FILE = "labels.txt"
+DEFAULT_THRESHOLD = 0.5          # a model without a manifest (no calibration known)
+
+
+def make_manifest(*, model_file: str, sha256: str, labels: list, preprocess: Preprocess,
+                  threshold: float, how: str = "", mirror: bool = False,
+                  name: str = "signnet", xmodel: bool = False,
+                  extra: dict | None = None) -> dict:
+    """The manifest the app reads beside a model (see above)."""
+    return {"schema": SCHEMA, "name": name,
+            ("xmodel" if xmodel else "model"): {"file": model_file, "sha256": sha256},
+            "labels": list(labels), "labels_file": LABELS_FILE,
+            "preprocess": preprocess.to_dict(),
+            "recognition": {"threshold": round(float(threshold), 4),
+                            "no_hand_label": NO_HAND if NO_HAND in labels else None,
+                            "mirror": bool(mirror), "how": how},
+            **(extra or {})}
+
+
 @dataclass
 class Manifest:
     path: str
@@ -162,6 +238,9 @@ class Manifest:
     preprocess: Preprocess
     input_fix: int | None
     output_fix: int | None
+    threshold: float | None = None
+    model_path: str | None = None
+    mirror: bool = False          # average each prediction with the mirror image's
 
 
 def sha256_file(path: str) -> str:
@@ -193,6 +272,14 @@ def load_manifest(path: str) -> Manifest:
     xmodel_path = None
     if isinstance(xm, dict) and xm.get("file"):
         xmodel_path = os.path.join(base, str(xm["file"]))
+    hm = data.get("model") or {}
+    model_path = os.path.join(base, str(hm["file"])) if isinstance(hm, dict) and hm.get("file") \
+        else xmodel_path
+    rec = data.get("recognition") or {}
+    threshold = rec.get("threshold") if isinstance(rec, dict) else None
+    if threshold is not None and not (isinstance(threshold, (int, float)) and 0 <= threshold <= 1):
+        raise AppError(f"manifest {path}: recognition.threshold {threshold!r} is not a number in "
+                       f"0..1")
     labels = data.get("labels")
     if labels is not None:
         if not (isinstance(labels, list) and all(isinstance(s, str) and s for s in labels)):
@@ -218,7 +305,9 @@ def load_manifest(path: str) -> Manifest:
             raise AppError(f"manifest {path}: input shape {shp} disagrees with preprocess "
                            f"{pp.width}x{pp.height}; re-run the compile stage")
     return Manifest(path=path, data=data, xmodel_path=xmodel_path, labels=labels, preprocess=pp,
-                    input_fix=fix("input"), output_fix=fix("output"))
+                    input_fix=fix("input"), output_fix=fix("output"),
+                    threshold=None if threshold is None else float(threshold),
+                    model_path=model_path, mirror=bool(rec.get("mirror", False)))
 
 
 def find_manifest(model_path: str) -> str | None:
@@ -231,16 +320,18 @@ def find_manifest(model_path: str) -> str | None:
                 data = json.load(f)
         except (OSError, ValueError):
             continue
-        if (isinstance(data, dict) and data.get("schema") == 1
-                and isinstance(data.get("xmodel"), dict)
-                and os.path.basename(str(data["xmodel"].get("file", ""))) == name):
-            return cand
+        if not (isinstance(data, dict) and data.get("schema") == SCHEMA):
+            continue
+        for key in ("xmodel", "model"):
+            if isinstance(data.get(key), dict) \
+                    and os.path.basename(str(data[key].get("file", ""))) == name:
+                return cand
     return None
 
 
-def check_manifest_xmodel(man: Manifest, xmodel_path: str) -> None:
-    """A manifest whose sha256 does not match the xmodel is stale: refuse it."""
-    want = (man.data.get("xmodel") or {}).get("sha256")
+def check_manifest_model(man: Manifest, xmodel_path: str) -> None:
+    """A manifest whose sha256 does not match the model is stale: refuse it."""
+    want = (man.data.get("xmodel") or man.data.get("model") or {}).get("sha256")
     if not want:
         return
     got = sha256_file(xmodel_path)

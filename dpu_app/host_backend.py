@@ -1,7 +1,9 @@
 """The PC backend: the float or quantized Keras .h5, run by TFLite (or TensorFlow)."""
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
 import warnings
 
@@ -42,6 +44,24 @@ def _ends_in_softmax(model) -> bool:
     return "'softmax'" in cfg
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 for a moment (C++ log lines no Python setting reaches)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class HostBackend(Backend):
     """The same model on a PC: the float .h5 or the quantized .h5 (vitis quantizer).
 
@@ -52,7 +72,7 @@ class HostBackend(Backend):
     """
     kind = "host"
 
-    def __init__(self, model_path: str, labels: list[str], pp: Preprocess,
+    def __init__(self, model_path: str, labels: list[str], pp: Preprocess | None,
                  runtime: str = "auto"):
         super().__init__(model_path, labels, pp)
         if model_path.endswith(".xmodel"):
@@ -90,10 +110,7 @@ class HostBackend(Backend):
                            ) from None
         self._model = model
         self.quantized = _is_quantized(model)
-        ishape = tuple(model.inputs[0].shape[1:])
-        if ishape != self.input_shape:
-            raise AppError(f"model {model_path} takes input {ishape}, the preprocessing makes "
-                           f"{self.input_shape}: wrong model, or fix the manifest's preprocess")
+        self._agree(model.inputs[0].shape[1:], "its input")
         oshape = tuple(model.outputs[0].shape[1:])
         self._check_classes(int(np.prod(oshape)), f"its output {oshape}")
         self._probs_out = _ends_in_softmax(model)
@@ -125,7 +142,8 @@ class HostBackend(Backend):
             conv = tf.lite.TFLiteConverter.from_concrete_functions(
                 [self._fn.get_concrete_function()])
             blob = conv.convert()
-            bad = self._verify_tflite(blob)
+            with _quiet_stderr():    # TFLite's C++ "INFO: Created ... XNNPACK delegate" (once)
+                bad = self._verify_tflite(blob)
         except Exception as e:                                   # noqa: BLE001
             bad = (f"conversion failed ({type(e).__name__}: "
                    f"{str(e).splitlines()[0][:150] if str(e) else ''})")
@@ -172,9 +190,9 @@ class HostBackend(Backend):
         return it.get_tensor(it._dpu_out).reshape(n, -1)
 
     # ---------------------------------------------------------------- inference
-    def infer(self, x: np.ndarray) -> np.ndarray:
+    def infer(self, x: np.ndarray, worker: int | None = None) -> np.ndarray:
         x = self._check_batch(x)
-        if self._tflite is not None:
+        if self._tflite is not None:             # one interpreter per thread
             it = getattr(self._local, "it", None)
             if it is None:
                 it = self._local.it = self._new_interpreter(self._tflite)
@@ -184,11 +202,6 @@ class HostBackend(Backend):
         if self._probs_out:
             return y.astype(np.float32, copy=False)
         return softmax(y)
-
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        """Raw model output via TensorFlow (for tests and debugging)."""
-        x = self._check_batch(x)
-        return self._fn(self._tf.constant(x, dtype=self._tf.float32)).numpy().reshape(len(x), -1)
 
     def describe(self) -> dict:
         d = super().describe()

@@ -34,6 +34,7 @@ class LivePipeline:
         proc = self.proc
         need_canvas = bool(self.sinks)
         proc.draw = need_canvas
+        proc.panel = any(getattr(s, "wants_panel", True) for s in self.sinks)
         self.grabber.start()
         last_letter, last_text = object(), ""
         t_start = time.perf_counter()

@@ -42,9 +42,12 @@ def _text(img, s, org, scale, color, thick=1):
 
 def draw(frame: np.ndarray, roi: tuple[int, int, int, int], state: dict,
          model_input: np.ndarray | None = None, progress: float = 0.0,
-         show_stats: bool = True) -> np.ndarray:
+         show_stats: bool = True, panel: bool = True) -> np.ndarray:
     """Return the annotated canvas for one frame. `state` is the per-frame state dict (see
-    pipeline.FrameProcessor): letter, confidence, top3, text, fps, ms."""
+    processing.FrameProcessor): letter, confidence, top3, text, fps, ms. The guide box is
+    always drawn (green with a letter, amber for "no hand"); `panel=False` leaves out the
+    letter, top-3, text and stats, for the web viewer, whose page shows them from the same
+    state (two renderings of one state would disagree for a frame)."""
     import cv2
     img, k = canvas_for(frame)
     h, w = img.shape[:2]
@@ -57,21 +60,25 @@ def draw(frame: np.ndarray, roi: tuple[int, int, int, int], state: dict,
     if progress > 0 and letter:                          # how close to being spelled
         cv2.rectangle(img, (x, y + rh - 1 - max(3, th * 2)), (x + int((rw - 1) * progress),
                       y + rh - 1), color, -1)
+    if not letter:                                       # where to hold the hand
+        ty = y - 6 if y - 6 > int(16 * s) else y + rh + int(16 * s)
+        hint = "no hand: hold your hand in the box"
+        tw = cv2.getTextSize(hint, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * s, 1)[0][0]
+        cv2.rectangle(img, (x, ty - int(14 * s)), (x + tw + 8, ty + int(4 * s)), DARK, -1)
+        _text(img, hint, (x + 4, ty), 0.5 * s, AMBER, 1)
+    if not panel:
+        return img
 
     # top-left panel: letter, confidence, top-3
     top3 = state.get("top3") or []
     t3 = "  ".join(f"{l} {p:.2f}" for l, p in top3[:3])
     t3w = cv2.getTextSize(t3, cv2.FONT_HERSHEY_SIMPLEX, 0.55 * s, 1)[0][0]
     cv2.rectangle(img, (0, 0), (max(int(250 * s), int(78 * s) + t3w), int(68 * s)), DARK, -1)
-    big = letter if letter else "?"
+    big = letter if letter else "-"
     conf = float(state.get("confidence", 0.0))
     _text(img, big, (int(8 * s), int(58 * s)), 2.0 * s, color, max(2, th * 2))
     _text(img, f"{conf * 100:4.0f}%", (int(70 * s), int(30 * s)), 0.7 * s, WHITE, th)
     _text(img, t3, (int(70 * s), int(56 * s)), 0.55 * s, GREY, 1)
-    if not letter:
-        ty = max(int(86 * s) if x < int(250 * s) else int(16 * s), y - 6)
-        cv2.rectangle(img, (x, ty - int(14 * s)), (x + int(150 * s), ty + int(4 * s)), DARK, -1)
-        _text(img, "sign inside the box", (x + 4, ty), 0.5 * s, AMBER, 1)
 
     # model input thumbnail, top-right
     if model_input is not None:

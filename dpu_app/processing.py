@@ -12,8 +12,9 @@ import time
 import numpy as np
 
 from . import overlay
-from .contract import Preprocess, crop_to_input
+from .contract import NO_HAND, Preprocess, crop_to_input
 from .errors import AppError
+from .scoring import app_probs
 from .spelling import Smoother, Speller
 
 STAGES = ("capture", "preprocess", "infer", "overlay")
@@ -122,8 +123,9 @@ class FpsMeter:
 class FrameProcessor:
     """One frame through preprocess, infer, smoothing, spelling and overlay, timed."""
 
-    def __init__(self, backend, roi: Roi, threshold: float = 0.6, smooth: float = 0.5,
-                 stable: int = 8, gap: int = 15, draw: bool = True, flip: bool = False):
+    def __init__(self, backend, roi: Roi, threshold: float = 0.5, smooth: float = 0.5,
+                 stable: int = 8, gap: int = 15, draw: bool = True, flip: bool = False,
+                 mirror: bool = False):
         self.backend = backend
         self.labels = backend.labels
         self.pp: Preprocess = backend.preprocess
@@ -134,8 +136,11 @@ class FrameProcessor:
         self.timer = StageTimer()
         self.fps = FpsMeter()
         self.draw = draw
+        self.panel = True          # False: only the guide box (the web page shows the state)
         self.flip = flip
+        self.mirror = mirror       # average with the mirror image's prediction (the manifest's)
         self._x = np.empty((1, *backend.input_shape), np.float32)
+        self._nothing = self.labels.index(NO_HAND) if NO_HAND in self.labels else -1
         self.frames = 0
         self.dropped = 0
 
@@ -147,13 +152,15 @@ class FrameProcessor:
         roi = self.roi.resolve(*image.shape[:2])
         crop_to_input(image, roi, self.pp, out=self._x[0])
         t1 = time.perf_counter()
-        probs = self.backend.infer(self._x)[0]
+        probs = app_probs(self.backend.infer, self._x, self.mirror)[0]
         t2 = time.perf_counter()
         sm = self.smoother.update(probs)
         order = np.argsort(sm)[::-1][:3]
         top = int(order[0])
         conf = float(sm[top])
-        letter = self.labels[top] if conf >= self.threshold else None
+        # one decision for every view (dpu_app/scoring.py): a letter only when a letter wins
+        # and reaches the threshold; otherwise "no hand", and nothing is spelled
+        letter = self.labels[top] if conf >= self.threshold and top != self._nothing else None
         added = self.speller.update(letter)
         self.frames += 1
         fps = self.fps.tick(t2)
@@ -169,12 +176,14 @@ class FrameProcessor:
             "ms": {k: round(v, 3) for k, v in self.timer.avg.items()},
             "frames": self.frames,
             "dropped": self.dropped,
+            "threshold": self.threshold,
             "raw_letter": self.labels[int(np.argmax(probs))],
             "added": added,
         }
         canvas = None
         if self.draw:
-            canvas = overlay.draw(image, roi, state, self._x[0], self.speller.progress)
+            canvas = overlay.draw(image, roi, state, self._x[0], self.speller.progress,
+                                  panel=self.panel)
             t3 = time.perf_counter()
             self.timer.add("overlay", (t3 - t2) * 1e3)
             state["ms"]["overlay"] = round(self.timer.avg["overlay"], 3)

@@ -68,7 +68,10 @@ class ViewerMissing(AppError):
 
 
 class WebSink:
-    """Hands each annotated frame (JPEG) and the state to dpu_app/web.py's WebViewer."""
+    """Hands each frame (JPEG, guide box only) and the state to dpu_app/web.py's WebViewer,
+    and applies the page's buttons (clear, space, backspace) to the spelled text."""
+
+    wants_panel = False          # the page renders letter, top-3 and text from the state
 
     def __init__(self, host: str, port: int, quality: int = 80, backend_label: str = ""):
         try:
@@ -99,10 +102,14 @@ class WebSink:
         info(f"web viewer: {where}")
 
     def show(self, canvas, state, proc) -> bool:
+        for cmd in self.viewer.take_commands():
+            {"clear": proc.speller.clear, "space": proc.speller.space,
+             "backspace": proc.speller.backspace}[cmd]()
+            state["text"] = proc.speller.text
         ok, jpg = self._cv2.imencode(".jpg", canvas, [self._cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if ok:
             pub = {k: state[k] for k in ("letter", "confidence", "top3", "text", "fps",
-                                         "frames", "dropped")}
+                                         "frames", "dropped", "threshold")}
             pub["ms"] = {k: state["ms"][k] for k in STAGES if k in state["ms"]}
             if self.backend_label:
                 pub["backend"] = self.backend_label

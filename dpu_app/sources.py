@@ -11,8 +11,6 @@ counting src.reconnects; it gives up only after `max_reconnects` tries when that
 from __future__ import annotations
 
 import glob
-import gzip
-import io
 import os
 import sys
 import threading
@@ -21,10 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .contract import kaggle_letter
+from .datasets import IMAGE_EXTS, kaggle_letter, load_kaggle_csv
 from .errors import AppError, warn
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 
 
 @dataclass
@@ -308,54 +305,13 @@ def image_folder(path: str, hold: int = 1, loop: bool = False) -> ImageFilesSour
 
 
 # ---------------------------------------------------------------------------- Kaggle CSV
-def load_kaggle_csv(path: str, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(pixels uint8 (N, 28, 28), raw labels int (N,)) from a Sign Language MNIST CSV(.gz)."""
-    try:
-        if path.endswith(".gz"):
-            with gzip.open(path, "rb") as f:
-                content = f.read()
-        else:
-            with open(path, "rb") as f:
-                content = f.read()
-    except FileNotFoundError:
-        raise AppError(f"CSV {path} not found: give the Kaggle test file, e.g. "
-                       f"data/sign_mnist/sign_mnist_test.csv.gz") from None
-    except (OSError, EOFError) as e:
-        raise AppError(f"CSV {path} could not be read ({e}): copy it again") from None
-    nl = content.find(b"\n")
-    header = content[:nl if nl >= 0 else len(content)].strip().decode("utf-8", "replace")
-    if not header.startswith("label,pixel1,") or header.count(",") != 784:
-        raise AppError(f"CSV {path}: line 1 is not the Kaggle header 'label,pixel1,...,pixel784':"
-                       f" not a Sign Language MNIST CSV")
-    body = content[nl + 1:]
-    if limit:
-        lines = body.split(b"\n", limit)
-        body = b"\n".join(lines[:limit])
-    try:
-        arr = np.loadtxt(io.BytesIO(body), delimiter=",", dtype=np.int64, ndmin=2)
-    except ValueError as e:
-        raise AppError(f"CSV {path}: {str(e).splitlines()[0][:160]}") from None
-    if arr.size == 0:
-        raise AppError(f"CSV {path}: no data rows after the header")
-    if arr.shape[1] != 785:
-        raise AppError(f"CSV {path}: rows have {arr.shape[1]} columns, expected 785")
-    raw = arr[:, 0]
-    bad = np.flatnonzero((raw < 0) | (raw > 24) | (raw == 9))
-    if bad.size:
-        raise AppError(f"CSV {path}: line {bad[0] + 2}: label {raw[bad[0]]} is not a Sign "
-                       f"Language MNIST label (0..24 without 9)")
-    pix = arr[:, 1:]
-    if pix.min() < 0 or pix.max() > 255:
-        raise AppError(f"CSV {path}: a pixel is outside 0..255")
-    return pix.astype(np.uint8).reshape(-1, 28, 28), raw
-
-
 class CsvSource(Source):
     kind = "csv"
 
     def __init__(self, path: str, limit: int = 0, hold: int = 1, loop: bool = False):
         super().__init__(path)
-        self.pixels, self.raw = load_kaggle_csv(path, limit)
+        data = load_kaggle_csv(path, limit)
+        self.pixels, self.raw = data.pixels, data.raw
         self.hold = max(1, hold)
         self.loop = loop
         self._i = 0

@@ -12,7 +12,32 @@ import numpy as np
 
 from .backends import Backend
 from .contract import Preprocess, dequantize_output, quantize_input, softmax
-from .errors import AppError
+from .dpu import describe_fingerprint, local_dpu, to_int
+from .errors import AppError, warn
+
+
+def check_fingerprint(subgraph, xmodel: str, board=local_dpu) -> None:
+    """Refuse an xmodel compiled for another DPU before VART sees it: VART's own check logs
+    "CHECK fingerprint fail" and aborts the whole process (SIGABRT, exit status 134), so no
+    Python error handler would run. `board()` reads this board's DPU (xdputil query); when it
+    cannot, say so and let VART decide."""
+    want = to_int(subgraph.get_attr("dpu_fingerprint")) if subgraph.has_attr(
+        "dpu_fingerprint") else None
+    if want is None:
+        return
+    info = board()
+    if info is None:
+        warn(f"could not read this board's DPU fingerprint (xdputil query) to check {xmodel} "
+             f"(compiled for {hex(want)}); if VART aborts with 'CHECK fingerprint fail', "
+             f"recompile for this board")
+        return
+    if want not in info.fingerprints:
+        have = info.fingerprints[0]
+        raise AppError(f"xmodel {xmodel} was compiled for DPU fingerprint {hex(want)} "
+                       f"({describe_fingerprint(want)}) but this board's DPU is {hex(have)} "
+                       f"({describe_fingerprint(have)}): VART would abort; recompile with "
+                       f"compile.board=custom compile.fingerprint={hex(have)}, or flash the "
+                       f"matching board image")
 
 
 def dpu_subgraphs(graph) -> list:
@@ -42,8 +67,8 @@ class VartBackend(Backend):
     kind = "vart"
     name = "vart"
 
-    def __init__(self, xmodel: str, labels: list[str], pp: Preprocess,
-                 manifest_fix: tuple[int | None, int | None] = (None, None)):
+    def __init__(self, xmodel: str, labels: list[str], pp: Preprocess | None,
+                 manifest_fix: tuple[int | None, int | None] = (None, None), board=local_dpu):
         super().__init__(xmodel, labels, pp)
         try:
             import vart  # noqa: F401  (lazy: only the board has them)
@@ -68,20 +93,23 @@ class VartBackend(Backend):
                            f"(no softmax, only DPU layers; the compile log says 'DPU subgraph "
                            f"number')")
         self._sub = subs[0]
+        check_fingerprint(self._sub, xmodel, board=board)     # before VART can abort the app
         self.quantized = True
         self._lock = threading.Lock()
         self._workers: list[_VartWorker] = []
-        w = self._worker()                                       # main thread's, and checks
+        self._pool: list[_VartWorker] = []            # benchmark threads' runners
+        w = self._new_worker()                                   # the main thread's, and checks
+        self._local.w = w
         in_t, out_t = w.in_t, w.out_t
         if len(in_t) != 1 or len(out_t) != 1:
             raise AppError(f"xmodel {xmodel}: the DPU subgraph has {len(in_t)} inputs and "
                            f"{len(out_t)} outputs, this app needs 1 and 1")
         ti, to = in_t[0], out_t[0]
         dims_in, dims_out = tuple(ti.dims), tuple(to.dims)
-        if len(dims_in) != 4 or dims_in[1:] != self.input_shape:
-            raise AppError(f"xmodel {xmodel}: input tensor {ti.name} is {list(dims_in)}, the "
-                           f"preprocessing makes [N, {pp.height}, {pp.width}, {pp.channels}] "
-                           f"(NHWC): wrong model or manifest")
+        if len(dims_in) != 4:
+            raise AppError(f"xmodel {xmodel}: input tensor {ti.name} is {list(dims_in)}, this "
+                           f"app feeds NHWC images")
+        self._agree(dims_in[1:], f"input tensor {ti.name}")
         for t, what in ((ti, "input"), (to, "output")):
             dt = str(t.dtype).lower()
             if dt not in ("xint8", "int8"):
@@ -106,25 +134,41 @@ class VartBackend(Backend):
         self.in_name, self.out_name = ti.name, to.name
         self.dims_in, self.dims_out = dims_in, dims_out
 
-    def _worker(self) -> _VartWorker:
-        w = getattr(self._local, "w", None)
-        if w is None:
-            try:
-                runner = self._vart.Runner.create_runner(self._sub, "run")
-            except Exception as e:                               # noqa: BLE001
-                raise AppError(f"could not open a DPU runner for {self.model_path} "
-                               f"({str(e).strip() or type(e).__name__}): check the DPU with "
-                               f"'xdputil query' and that the xmodel was compiled for this "
-                               f"board's fingerprint") from None
-            w = _VartWorker(runner)
-            self._local.w = w
-            with self._lock:
-                self._workers.append(w)
+    def _new_worker(self) -> _VartWorker:
+        try:
+            runner = self._vart.Runner.create_runner(self._sub, "run")
+        except Exception as e:                                   # noqa: BLE001
+            raise AppError(f"could not open a DPU runner for {self.model_path} "
+                           f"({str(e).strip() or type(e).__name__}): check the DPU with "
+                           f"'xdputil query' and that the xmodel was compiled for this "
+                           f"board's fingerprint") from None
+        w = _VartWorker(runner)
+        with self._lock:
+            self._workers.append(w)
         return w
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
+    def prepare(self, workers: int) -> None:
+        """Runners for `workers` benchmark threads (worker=0..workers-1), created here one
+        after another on the calling (main) thread, as the official VART apps do: never from
+        several threads at once."""
+        while len(self._pool) < workers:
+            self._pool.append(self._new_worker())
+
+    def _worker(self, index: int | None) -> _VartWorker:
+        if index is None:
+            w = getattr(self._local, "w", None)
+            if w is None:
+                raise AppError(f"no DPU runner for thread {threading.current_thread().name}: "
+                               f"pass worker=i after prepare(n) on the main thread")
+            return w
+        if index >= len(self._pool):
+            raise AppError(f"DPU runner {index} was not prepared (prepare({index + 1}) on the "
+                           f"main thread first)")
+        return self._pool[index]
+
+    def infer(self, x: np.ndarray, worker: int | None = None) -> np.ndarray:
         x = self._check_batch(x)
-        w = self._worker()
+        w = self._worker(worker)
         n, b = len(x), self.batch
         out = np.empty((n, self._classes), np.float32)
         for i in range(0, n, b):
@@ -154,4 +198,5 @@ class VartBackend(Backend):
             for w in self._workers:
                 w.runner = None
             self._workers.clear()
+            self._pool.clear()
         self._local = threading.local()

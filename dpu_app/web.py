@@ -17,12 +17,18 @@ Optional: "backend" (e.g. "DPU ZCU104" or "CPU"), shown in the page header.
 Extra keys are passed through to /state.json unchanged (values must be JSON-able; numpy
 scalars are converted, NaN/inf become null).
 
-Routes (GET/HEAD only; anything else is 404):
-    /             a small page that shows the stream and polls /state.json with fetch()
-    /stream.mjpg  multipart/x-mixed-replace MJPEG; every client gets the newest frame, a
-                  slow client skips frames instead of queueing them
-    /state.json   the latest state plus "seq" (frames published so far), "viewers" (open
-                  streams) and "server_id" (changes when the viewer restarts)
+Routes (anything else is 404):
+    GET /             a small page that shows the stream and polls /state.json with fetch()
+    GET /stream.mjpg  multipart/x-mixed-replace MJPEG; every client gets the newest frame, a
+                      slow client skips frames instead of queueing them
+    GET /state.json   the latest state plus "seq" (frames published so far), "viewers" (open
+                      streams) and "server_id" (changes when the viewer restarts)
+    POST /clear, /space, /backspace
+                      edit the spelled text (the page's buttons); the app applies them with
+                      the next frame (`viewer.take_commands()`)
+
+The stream carries the picture and the guide box only; the letter, confidence, top-3 and
+text are drawn by the page from /state.json, so what the page shows is one state.
 
 The default bind is 127.0.0.1 (this machine only); the board app passes --host 0.0.0.0 so a
 laptop on the same network can open http://<board-ip>:<port>/.
@@ -45,7 +51,7 @@ from .errors import AppError
 __all__ = ["WebViewer", "ViewerError", "PAGE"]
 
 BOUNDARY = "frame"
-STATE_KEYS = ("letter", "confidence", "top3", "text", "fps", "ms", "frames", "dropped")
+COMMANDS = ("clear", "space", "backspace")
 
 
 class ViewerError(AppError):
@@ -105,7 +111,9 @@ PAGE = """<!doctype html>
  .bar>div{height:100%;background:#4a9eff}
  #top3 .row{display:grid;grid-template-columns:2em 1fr 4em;gap:8px;align-items:center;margin:4px 0}
  #top3 .l{font-weight:700;font-size:20px} #top3 .p{text-align:right;font-variant-numeric:tabular-nums}
- #text{font-size:28px;letter-spacing:2px;min-height:1.3em;word-break:break-all;font-family:ui-monospace,monospace}
+ #text{font-size:28px;letter-spacing:2px;min-height:1.3em;max-height:5.4em;overflow-y:auto;word-break:break-all;font-family:ui-monospace,monospace}
+ .buttons{display:flex;gap:8px;margin-top:8px} .buttons button{flex:1;padding:6px;font-size:15px;background:#333;color:#eee;border:1px solid #555;border-radius:4px;cursor:pointer}
+ .buttons button:hover{background:#444} #conf.nohand{color:#ffb74a}
  table{width:100%;border-collapse:collapse;font-variant-numeric:tabular-nums} td{padding:2px 0}
  td.v{text-align:right} h2{font-size:13px;color:#999;margin:0 0 6px;font-weight:500;text-transform:uppercase}
 </style></head>
@@ -118,7 +126,9 @@ PAGE = """<!doctype html>
   <div class="card"><div id="letter">&ndash;</div><div id="conf">&nbsp;</div>
    <div class="bar"><div id="confbar" style="width:0%"></div></div></div>
   <div class="card"><h2>Top 3</h2><div id="top3"></div></div>
-  <div class="card"><h2>Text</h2><div id="text"></div></div>
+  <div class="card"><h2>Text</h2><div id="text"></div>
+   <div class="buttons"><button id="clear" title="clear the spelled text">Clear</button>
+    <button id="space">Space</button><button id="backspace">&#9003; Delete</button></div></div>
   <div class="card"><h2>Speed</h2><table>
    <tr><td>fps</td><td class="v" id="fps">&ndash;</td></tr>
    <tr><td>capture</td><td class="v" id="ms-capture">&ndash;</td></tr>
@@ -139,10 +149,12 @@ function reloadStream() { $("frame").src = "/stream.mjpg?t=" + Date.now(); }
 $("frame").addEventListener("error", () => setTimeout(reloadStream, 1000));
 function render(s) {
   $("waiting").style.display = (s.seq > 0) ? "none" : "flex";
-  $("letter").textContent = (s.letter === null || s.letter === undefined || s.letter === "")
-      ? "\\u2013" : String(s.letter);
+  const none = (s.letter === null || s.letter === undefined || s.letter === "");
+  $("letter").textContent = none ? "\\u2013" : String(s.letter);
   const c = (typeof s.confidence === "number") ? s.confidence : 0;
-  $("conf").textContent = (s.letter ? "confidence " + (100 * c).toFixed(1) + " %" : "no sign");
+  $("conf").textContent = none ? "no hand \\u2013 hold your hand in the box"
+                               : "confidence " + (100 * c).toFixed(1) + " %";
+  $("conf").className = none ? "nohand" : "";
   $("confbar").style.width = Math.max(0, Math.min(100, 100 * c)).toFixed(1) + "%";
   const top = $("top3"); top.textContent = "";
   for (const pair of (Array.isArray(s.top3) ? s.top3 : [])) {
@@ -156,7 +168,8 @@ function render(s) {
     p.textContent = (100 * (+pair[1] || 0)).toFixed(1) + "%";
     row.append(l, bar, p); top.appendChild(row);
   }
-  $("text").textContent = (typeof s.text === "string") ? s.text : "";
+  const tx = $("text"), txt = (typeof s.text === "string") ? s.text : "";
+  if (tx.textContent !== txt) { tx.textContent = txt; tx.scrollTop = tx.scrollHeight; }
   $("backend").textContent = (typeof s.backend === "string" && s.backend) ? "\u00b7 " + s.backend : "";
   $("fps").textContent = num(s.fps, 1);
   const ms = s.ms || {};
@@ -179,6 +192,10 @@ async function poll() {
   }
   setTimeout(poll, POLL_MS);
 }
+for (const cmd of ["clear", "space", "backspace"])
+  $(cmd).addEventListener("click", () => fetch("/" + cmd, {method: "POST"}).then(poll0));
+function poll0() { fetch("/state.json", {cache: "no-store"}).then(r => r.json()).then(render)
+  .catch(() => {}); }
 poll();
 </script>
 </body></html>
@@ -216,6 +233,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_HEAD(self):
         self.do_GET()
+
+    def do_POST(self):
+        cmd = urlsplit(self.path).path.strip("/")
+        if cmd not in COMMANDS:
+            self._send(404, "text/plain; charset=utf-8",
+                       b"not found: POST /clear, /space or /backspace\n")
+            return
+        self.viewer._command(cmd)
+        self._send(204, "text/plain; charset=utf-8", b"")
 
     def do_GET(self):
         path = urlsplit(self.path).path
@@ -288,6 +314,7 @@ class WebViewer:
                              "fps": 0.0, "ms": {}, "frames": 0, "dropped": 0}
         self._seq = 0
         self._streams = 0
+        self._commands: list[str] = []
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -378,6 +405,17 @@ class WebViewer:
             self._seq += 1
             self._cond.notify_all()
             return self._seq
+
+    def take_commands(self) -> list[str]:
+        """The page's button presses since the last call (clear / space / backspace)."""
+        with self._cond:
+            out, self._commands = self._commands, []
+        return out
+
+    def _command(self, cmd: str) -> None:
+        with self._cond:
+            if len(self._commands) < 64:
+                self._commands.append(cmd)
 
     @property
     def seq(self) -> int:

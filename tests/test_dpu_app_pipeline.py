@@ -40,7 +40,7 @@ def dataset():
 def pick_word(host, ds, length=5, n=600, min_conf=0.9):
     """Test images the model gets right with high confidence, consecutive letters distinct."""
     from model.data import LETTERS
-    p = host.infer(ds.x[:n])
+    p = host.infer(ds.float()[:n])
     good = np.flatnonzero((p.argmax(1) == ds.y[:n]) & (p.max(1) >= min_conf))
     idx, used = [], set()
     for i in good:
@@ -67,7 +67,7 @@ def pick_filler(host, threshold):
 # ---------------------------------------------------------------------------- live, video
 def test_live_pipeline_spells_a_video_of_test_images(tmp_path, models, host_float, dataset):
     idx, word = pick_word(host_float, dataset)
-    imgs = [(dataset.x[i, :, :, 0] * 255).round().astype(np.uint8) for i in idx]
+    imgs = [dataset.x[i] for i in idx]
     filler = pick_filler(host_float, 0.6)
     gaps = {2: (filler, 20)} if filler is not None else None
     video = tmp_path / "signs.avi"
@@ -119,6 +119,9 @@ def test_web_viewer_gets_jpeg_and_state(tmp_path, models, monkeypatch, capsys):
         def publish(self, jpeg, state):
             calls["publish"].append((jpeg, state))
 
+        def take_commands(self):
+            return []
+
         def stop(self):
             calls["stopped"] += 1
 
@@ -132,7 +135,7 @@ def test_web_viewer_gets_jpeg_and_state(tmp_path, models, monkeypatch, capsys):
     jpeg, state = calls["publish"][-1]
     assert isinstance(jpeg, bytes) and jpeg[:2] == b"\xff\xd8"
     assert set(state) == {"letter", "confidence", "top3", "text", "fps", "ms", "frames",
-                          "dropped", "backend"}
+                          "dropped", "backend", "threshold"}
     assert state["backend"] == "CPU (host-tflite-float)"
     assert set(state["ms"]) == {"capture", "preprocess", "infer", "overlay"}
     assert len(state["top3"]) == 3 and isinstance(state["top3"][0][0], str)
@@ -236,12 +239,13 @@ def test_bench_accuracy_matches_independent_keras_eval(models, dataset, host_flo
     Keras evaluation with the repo's loader on the same rows."""
     import tensorflow as tf
     from dpu_app import bench
-    from dpu_app.sources import load_kaggle_csv
+    from dpu_app.datasets import load_kaggle_csv
     n = 1500
-    pix, raw = load_kaggle_csv(str(TEST_CSV), limit=n)
+    _d = load_kaggle_csv(str(TEST_CSV), limit=n)
+    pix, raw = _d.pixels, _d.raw
     res = bench.bench_csv(host_float, pix, raw, threads=2, batch=8)
     km = tf.keras.models.load_model(models["float"], compile=False)
-    keras_correct = int((km.predict(dataset.x[:n], verbose=0).argmax(1) == dataset.y[:n]).sum())
+    keras_correct = int((km.predict(dataset.float()[:n], verbose=0).argmax(1) == dataset.y[:n]).sum())
     assert abs(res["correct"] - keras_correct) <= 1     # TFLite vs TF float: ties at most
     assert res["same_predictions_with_preprocess"]
     assert res["fps_infer_only"] > 0 and res["images"] == n
@@ -249,7 +253,7 @@ def test_bench_accuracy_matches_independent_keras_eval(models, dataset, host_flo
 
 def test_host_runtimes_agree(models, dataset):
     from dpu_app.host_backend import HostBackend
-    x = dataset.x[:200]
+    x = dataset.float()[:200]
     for path in (models["float"], models["quant"]):
         tfl = HostBackend(path, models["labels_list"], Preprocess(), runtime="tflite")
         tfn = HostBackend(path, models["labels_list"], Preprocess(), runtime="tf")
@@ -262,8 +266,9 @@ def test_host_runtimes_agree(models, dataset):
 def test_frame_bench_on_640x480(models, host_float):
     from dpu_app import bench
     from dpu_app.processing import FrameProcessor, Roi
-    from dpu_app.sources import load_kaggle_csv
-    pix, raw = load_kaggle_csv(str(TEST_CSV), limit=100)
+    from dpu_app.datasets import load_kaggle_csv
+    _d = load_kaggle_csv(str(TEST_CSV), limit=100)
+    pix, raw = _d.pixels, _d.raw
     frames, truth = bench.synth_frames(pix, raw, 200)
     assert frames[0].shape == (480, 640, 3)
     r = bench.bench_frames(FrameProcessor(host_float, Roi("auto")), frames, truth, 200)
@@ -306,7 +311,8 @@ def test_cli_bad_arguments():
 
 
 @pytest.mark.parametrize("case", ["no_model", "missing_model", "no_labels", "labels_23",
-                                  "corrupt_h5", "xmodel_on_host", "bad_roi", "record_dir",
+                                  "corrupt_h5", "corrupt_h5_no_labels", "xmodel_on_host",
+                                  "bad_roi", "record_dir",
                                   "bench_no_csv", "bad_manifest", "csv_missing"])
 def test_expected_faults_are_one_line(case, tmp_path, models, capsys):
     m = models["float"]
@@ -325,9 +331,10 @@ def test_expected_faults_are_one_line(case, tmp_path, models, capsys):
     elif case == "labels_23":
         (tmp_path / "l.txt").write_text("\n".join(models["labels_list"][:23]) + "\n")
         args = ["--model", m, "--labels", str(tmp_path / "l.txt")]
-    elif case == "corrupt_h5":
+    elif case.startswith("corrupt_h5"):       # the model's fault comes first, labels or not
         (tmp_path / "model.h5").write_bytes(b"garbage" * 100)
-        shutil.copy(models["labels"], tmp_path / "labels.txt")
+        if case == "corrupt_h5":
+            shutil.copy(models["labels"], tmp_path / "labels.txt")
         args = ["--model", str(tmp_path / "model.h5")]
     elif case == "xmodel_on_host":
         (tmp_path / "a.xmodel").write_bytes(b"x")
@@ -341,8 +348,9 @@ def test_expected_faults_are_one_line(case, tmp_path, models, capsys):
     assert rc == 2
     line = one_error_line(err)
     want = {"no_model": "no model given", "missing_model": "not found",
-            "no_labels": "no labels for", "labels_23": "has 24 outputs but there are 23 labels",
-            "corrupt_h5": "is not a readable Keras", "xmodel_on_host": "runs on the board",
+            "no_labels": "no labels for", "labels_23": "has 25 outputs but there are 23 labels",
+            "corrupt_h5": "is not an HDF5 file", "corrupt_h5_no_labels": "is not an HDF5 file",
+            "xmodel_on_host": "runs on the board",
             "bad_roi": "--roi 1,2", "record_dir": "does not exist",
             "bench_no_csv": "--bench needs --csv", "bad_manifest": "not readable JSON",
             "csv_missing": "not found"}[case]
@@ -384,3 +392,47 @@ def test_viewer_choice(monkeypatch):
     assert gui_available() is (not headless)
     assert app.choose_viewer(app.build_parser().parse_args(["--no-display"])) == "none"
     assert app.choose_viewer(app.build_parser().parse_args(["--web"])) == "web"
+
+
+# ---------------------------------------------------------------------------- photo folders
+def test_eval_photos_reproduces_the_trainers_heldout_figures(small_build, capsys):
+    """`--eval-photos` on the validation photos the trainer exported goes JPEG -> hand square
+    -> grey -> INTER_AREA -> model -> decision: it must give exactly the figures the trainer
+    computed for the same photos (train/metrics.json), threshold and mirror from the
+    manifest beside the model."""
+    build, _ = small_build
+    m = json.loads((build / "train" / "metrics.json").read_text())
+    out = io.StringIO()
+    js = build / "eval.json"
+    rc = app.main(["--model", str(build / "train" / "model.h5"), "--eval-photos",
+                   str(build / "train" / "photos_val"), "--json", str(js)], out=out)
+    assert rc == 0, capsys.readouterr().err
+    res = json.loads(js.read_text())
+    for name in ("photos_val", "no_hand_val"):
+        for key in ("images", "no_hand") + (("top3", "shown_right") if name == "photos_val"
+                                            else ()):
+            assert res["sets"][name][key] == pytest.approx(m["sets"][name][key], abs=1e-4)
+    assert res["sets"]["photos_val"]["top1"] == pytest.approx(m["photo_val_accuracy"], abs=1e-4)
+    assert res["threshold"] == m["threshold"]
+    assert "hand crops from" in out.getvalue() and "read as 'no hand'" in out.getvalue()
+
+
+def test_eval_photos_bad_folder_is_one_line(tmp_path, models, capsys):
+    (tmp_path / "photos" / "J").mkdir(parents=True)
+    rc = app.main(["--model", models["float"], "--eval-photos", str(tmp_path / "photos")])
+    assert rc == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "'J' is not a letter this model knows" in line
+
+
+def test_preprocessing_comes_from_the_model_without_a_manifest(tmp_path, models):
+    """A model copied without its manifest still gets its own input size (here 28) and the
+    default threshold."""
+    from dpu_app.app import build_parser, resolve_model
+    shutil.copy(models["float"], tmp_path / "model.h5")
+    shutil.copy(models["labels"], tmp_path / "labels.txt")
+    r = resolve_model(build_parser().parse_args(["--model", str(tmp_path / "model.h5")]))
+    assert r.preprocess is None and r.manifest is None and r.threshold == 0.5
+    from dpu_app.backends import open_backend
+    b = open_backend("host", r.model, r.labels, r.preprocess)
+    assert b.input_shape == (28, 28, 1) and b.preprocess.width == 28

@@ -12,7 +12,8 @@ import pytest
 from vart_emulation import APP_DIR, TEST_CSV, fake_capture_factory, place_in_frame
 
 from dpu_app import sources
-from dpu_app.contract import Preprocess, kaggle_letter
+from dpu_app.contract import Preprocess
+from dpu_app.datasets import kaggle_letter
 from dpu_app.errors import AppError
 from dpu_app.capture import FrameGrabber
 from dpu_app.live import LivePipeline
@@ -220,28 +221,11 @@ def test_csv_source_truth_letters():
         frames.append(f)
     assert len(frames) == 15
     from model.data import LETTERS, load_csv
-    ds = load_csv(TEST_CSV)
+    ds = load_csv(TEST_CSV)                      # the trainer's reading of the same file
     want = [LETTERS[c] for c in ds.y[:5]]
     assert [frames[i * 3].truth for i in range(5)] == want
-    assert np.array_equal(frames[0].image, (ds.x[0, :, :, 0] * 255).round().astype(np.uint8))
+    assert np.array_equal(frames[0].image, ds.x[0])
     assert kaggle_letter(10) == "K"                     # raw Kaggle label 10 is K, not L
-
-
-def test_csv_errors(tmp_path):
-    bad = tmp_path / "x.csv"
-    bad.write_text("a,b,c\n1,2,3\n")
-    with pytest.raises(AppError, match="not the Kaggle header"):
-        sources.load_kaggle_csv(str(bad))
-    hdr = "label," + ",".join(f"pixel{i}" for i in range(1, 785))
-    bad.write_text(hdr + "\n9," + ",".join(["0"] * 784) + "\n")
-    with pytest.raises(AppError, match="label 9"):
-        sources.load_kaggle_csv(str(bad))
-    gz = tmp_path / "t.csv.gz"
-    gz.write_bytes(gzip.compress((hdr + "\n0," + ",".join(["0"] * 784) + "\n").encode())[:40])
-    with pytest.raises(AppError, match="could not be read"):
-        sources.load_kaggle_csv(str(gz))
-    with pytest.raises(AppError, match="not found"):
-        sources.load_kaggle_csv(str(tmp_path / "none.csv"))
 
 
 # ---------------------------------------------------------------------------- ROI
@@ -267,8 +251,8 @@ def test_crop_matches_training_recipe():
     from dpu_app.contract import crop_to_input
     from model.data import load_csv
     ds = load_csv(TEST_CSV)
-    img = (ds.x[3, :, :, 0] * 255).round().astype(np.uint8)
+    img = ds.x[3]
     frame = place_in_frame(img)                              # ROI (180, 100, 280, 280)
     x = crop_to_input(frame, Roi("auto").resolve(480, 640), Preprocess())
     assert x.dtype == np.float32 and x.shape == (28, 28, 1)
-    assert np.array_equal(x, ds.x[3])
+    assert np.array_equal(x, ds.float()[3])

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -302,6 +303,52 @@ def test_publish_rejects_non_jpeg_and_accepts_imencode_output(viewer):
     assert viewer.publish(buf, state()) == 1                    # ndarray from cv2 works as is
 
 
+def post(url):
+    req = urllib.request.Request(url, data=b"", method="POST")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return r.status
+
+
+def test_buttons_post_commands_the_app_takes_once(viewer):
+    assert viewer.take_commands() == []
+    assert post(viewer.url + "clear") == 204 and post(viewer.url + "space") == 204
+    assert post(viewer.url + "backspace") == 204
+    assert viewer.take_commands() == ["clear", "space", "backspace"]
+    assert viewer.take_commands() == []                  # each press is applied once
+    with pytest.raises(urllib.error.HTTPError) as e:
+        post(viewer.url + "shutdown")
+    assert e.value.code == 404 and viewer.take_commands() == []
+
+
+def test_web_sink_applies_the_buttons_and_sends_one_state(monkeypatch):
+    """The app's side: a Clear press empties the spelled text before the next state goes
+    out, and the frame sent to the page carries the guide box only (the page draws letter,
+    top-3 and text from the same state, so the two cannot disagree)."""
+    from dpu_app import overlay
+    from dpu_app.sinks import WebSink
+    from dpu_app.spelling import Speller
+    sink = WebSink("127.0.0.1", 0)
+    try:
+        proc = types.SimpleNamespace(speller=Speller(stable=1, gap=5))
+        proc.speller.update("A"), proc.speller.update(None), proc.speller.update("B")
+        assert proc.speller.text == "AB"
+        post(sink.viewer.url + "clear")
+        frame = np.full((480, 640, 3), 90, np.uint8)
+        st = dict(state("B"), text=proc.speller.text, threshold=0.4)
+        canvas = overlay.draw(frame, (180, 100, 280, 280), st, panel=False)
+        sink.show(canvas, st, proc)
+        assert proc.speller.text == "" and st["text"] == ""
+        _, _, body = get(sink.viewer.url + "state.json")
+        assert json.loads(body)["text"] == ""
+        assert sink.wants_panel is False
+        # no letter panel burned in: the top-left corner is the camera picture, untouched
+        assert np.array_equal(canvas[:60, :240], frame[:60, :240])
+        full = overlay.draw(frame, (180, 100, 280, 280), st, panel=True)
+        assert not np.array_equal(full[:60, :240], frame[:60, :240])
+    finally:
+        sink.close()
+
+
 def test_head_requests(viewer):
     conn = http.client.HTTPConnection("127.0.0.1", viewer.port, timeout=5)
     conn.request("HEAD", "/state.json")
@@ -455,20 +502,18 @@ def sign_samples(tmp_path_factory):
     ds = load_csv(small)
     out = {}
     for img, cls in zip(ds.x, ds.y):
-        out.setdefault(LETTERS[int(cls)], []).append((img[..., 0] * 255).astype(np.uint8))
+        out.setdefault(LETTERS[int(cls)], []).append(img)
     assert raw_to_class([0])[0] == 0
     return out
 
 
 def annotated_frame(gray28: np.ndarray, letter: str, conf: float, n: int) -> bytes:
-    """What the app's overlay looks like: the upscaled camera crop, a box and the letter."""
+    """What the app sends the web page: the upscaled camera crop and the guide box (the
+    letter is on the page, drawn from the state; the frame number helps spot new frames)."""
     big = cv2.resize(gray28, (336, 336), interpolation=cv2.INTER_CUBIC)
     img = cv2.cvtColor(big, cv2.COLOR_GRAY2BGR)
     img = cv2.copyMakeBorder(img, 0, 0, 72, 72, cv2.BORDER_CONSTANT, value=(30, 30, 30))
     cv2.rectangle(img, (80, 8), (472, 328), (0, 200, 0), 3)
-    cv2.rectangle(img, (0, 0), (150, 64), (0, 0, 0), -1)
-    cv2.putText(img, f"{letter} {conf:.0%}", (8, 46), cv2.FONT_HERSHEY_SIMPLEX, 1.3,
-                (0, 220, 255), 3, cv2.LINE_AA)
     cv2.putText(img, f"#{n}", (400, 326), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1)
     return jpeg(img)
 
@@ -492,9 +537,10 @@ def test_page_in_headless_chromium_shows_stream_and_follows_the_letter(browser, 
         n = 0
         while not stop.is_set():
             letter = current["letter"]
-            sample = sign_samples[letter][n % len(sign_samples[letter])]
+            pool = sign_samples[letter or "A"]
+            sample = pool[n % len(pool)]
             top3 = [[letter, 0.87], ["S" if letter != "S" else "E", 0.08], ["M", 0.03]]
-            viewer.publish(annotated_frame(sample, letter, 0.87, n),
+            viewer.publish(annotated_frame(sample, letter or "-", 0.87, n),
                            state(letter, confidence=0.87, top3=top3, text=current["text"],
                                  fps=12.3, frames=n, dropped=0, backend="test frames"))
             n += 1
@@ -540,6 +586,20 @@ def test_page_in_headless_chromium_shows_stream_and_follows_the_letter(browser, 
         png = cv2.imread(str(shot))
         assert png is not None and png.shape[:2] == (820, 1100)
         print(f"\nweb viewer screenshot: {shot}")
+
+        # Clear: the button posts to the app, which empties the text in the next state
+        current.update(text="ABC")
+        assert browser.wait_js("document.getElementById('text').textContent === 'ABC'")
+        browser.js("document.getElementById('clear').click()")
+        assert wait_for(lambda: viewer.take_commands() == ["clear"], timeout=10)
+        current.update(text="")
+        assert browser.wait_js("document.getElementById('text').textContent === ''")
+
+        # no hand: the page says so, in the same place the letter goes
+        current.update(letter=None)
+        assert browser.wait_js("document.getElementById('conf').textContent.startsWith("
+                               "'no hand')")
+        assert browser.js("document.getElementById('letter').textContent") == "\u2013"
 
         # the viewer goes away: the page says so instead of freezing silently
         viewer.stop()
