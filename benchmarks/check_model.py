@@ -1,19 +1,25 @@
 #!/usr/bin/env python3
-"""Independent check of a trained model: knows only the Kaggle CSV format and the letters.
+"""Independent check of a trained model: knows only the Kaggle CSV format, the labels file and
+the preprocessing the README documents (grey, INTER_AREA to the model's input, /255).
 
-    python bench/check_model.py MODEL.h5 LABELS.txt TEST.csv[.gz]
+    python benchmarks/check_model.py MODEL.h5 LABELS.txt TEST.csv[.gz] [--quantized]
 
-Loads the Keras 2 .h5 with tf.keras.models.load_model (no project code), feeds pixels/255 as
-28x28x1, maps argmax through labels.txt and compares with the letter at the Kaggle label's
-alphabet position. Prints the accuracy. (Add --quantized for a vai_q .h5: loads it under
-quantize_scope.)
+Loads the Keras 2 .h5 with tf.keras.models.load_model (no project code), maps argmax through
+labels.txt and compares with the letter at the Kaggle label's alphabet position. Prints the
+accuracy of the plain prediction and of the mirror-averaged one (the app's default, see the
+manifest's recognition.mirror). (--quantized loads a vai_q .h5 under quantize_scope.)
 """
 import argparse
 import gzip
+import os
 import string
 import sys
+import warnings
 
-import numpy as np
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")          # no TF INFO lines
+warnings.filterwarnings("ignore", category=SyntaxWarning)   # the quantizer's autograph code
+
+import numpy as np  # noqa: E402
 
 
 def main() -> int:
@@ -23,28 +29,41 @@ def main() -> int:
     ap.add_argument("csv")
     ap.add_argument("--quantized", action="store_true")
     a = ap.parse_args()
-    import os
     for f in (a.model, a.labels, a.csv):
         if not os.path.isfile(f):
             print(f"error: {f} not found (make train / make quantize write the models)",
                   file=sys.stderr)
             return 2
+    import cv2
     import tensorflow as tf
+    tf.get_logger().setLevel("ERROR")
     if a.quantized:
         from vitis_quantizer import quantize_scope
         with quantize_scope():
             model = tf.keras.models.load_model(a.model, compile=False)
     else:
         model = tf.keras.models.load_model(a.model, compile=False)
+    size = int(model.input_shape[1])
     letters = open(a.labels).read().split()
     opener = gzip.open if a.csv.endswith(".gz") else open
     with opener(a.csv, "rt") as f:
         rows = np.loadtxt(f, delimiter=",", skiprows=1)
-    x = (rows[:, 1:] / 255.0).reshape(-1, 28, 28, 1).astype("float32")
+    pix = rows[:, 1:].reshape(-1, 28, 28).astype(np.uint8)
+    x = np.stack([cv2.resize(p, (size, size), interpolation=cv2.INTER_AREA) for p in pix])
+    x = (x.astype("float32") / 255.0)[..., None]
     truth = np.array([string.ascii_uppercase[int(v)] for v in rows[:, 0]])
-    pred = np.array([letters[i] for i in model.predict(x, batch_size=512, verbose=0).argmax(1)])
-    acc = float((pred == truth).mean())
-    print(f"{a.model}: {acc * 100:.2f}% ({int((pred == truth).sum())}/{len(truth)}) on {a.csv}")
+
+    def probs(batch):
+        z = model.predict(batch, batch_size=512, verbose=0)
+        z = z - z.max(1, keepdims=True)
+        return np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    p = probs(x)
+    p_m = (p + probs(x[:, :, ::-1].copy())) / 2
+    for name, pp in (("plain", p), ("mirror-averaged", p_m)):
+        pred = np.array([letters[i] for i in pp.argmax(1)])
+        acc = float((pred == truth).mean())
+        print(f"{a.model}: {name} {acc * 100:.2f}% ({int((pred == truth).sum())}/{len(truth)}) "
+              f"on {a.csv}")
     return 0
 
 

@@ -42,7 +42,7 @@ def main() -> int:
     for i in range(a.runs):
         build = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="train-bench-"))
         cmd = [sys.executable, "-m", "toolchain", "train", "--build-dir", str(build),
-               "--set", "train.progress=none"]
+               "--set", "train.progress=none", "--set", "runner=host"]
         if a.config:
             cmd += ["--config", a.config]
         for o in a.overrides:
@@ -52,12 +52,22 @@ def main() -> int:
         wall = time.monotonic() - t0
         if r.returncode != 0:
             print(r.stdout[-2000:], r.stderr[-2000:], sep="\n")
+            if not a.keep:
+                import shutil
+                shutil.rmtree(build, ignore_errors=True)
             return r.returncode
         m = json.loads((build / "train" / "metrics.json").read_text())
+        if not a.keep:
+            import shutil
+            shutil.rmtree(build, ignore_errors=True)
         results.append((m["test_accuracy"], wall))
-        print(f"run {i + 1}: test accuracy {m['test_accuracy'] * 100:.2f}% on "
-              f"{m['test_images']:,} images; wall time {wall:.0f}s ({wall / 60:.1f} min) for "
-              f"{m['epochs_run']} epochs, training {m['train_seconds']:.0f}s")
+        p = m["sets"].get("photos_val", {})
+        photos = (f"; real photos (validation) top-1 {p['accuracy'] * 100:.1f}% on "
+                  f"{p['images']} images" if p.get("images") else "")
+        print(f"run {i + 1}: Sign MNIST test accuracy {m['test_accuracy'] * 100:.2f}% on "
+              f"{m['test_images']:,} images{photos}; wall time {wall:.0f}s ({wall / 60:.1f} "
+              f"min) for {m['epochs_run']} epochs, training {m['train_seconds']:.0f}s",
+              flush=True)
     if len(results) > 1:
         accs = [r[0] for r in results]
         walls = [r[1] for r in results]

@@ -1,43 +1,51 @@
-"""Sign Language MNIST in Kaggle CSV format: loading, validation, label map, split.
+"""Training data: Sign Language MNIST, real photos of hands, and "no hand" crops.
 
-The Kaggle files have a header `label,pixel1,...,pixel784` and one image per row: a label
-(the letter's position in the alphabet from 0; 9 = J and 25 = Z never occur) and 784 grey
-values 0..255, row-major 28x28. The network has 24 contiguous outputs, so the raw labels
-0..24 without 9 are mapped to classes 0..23, and class i is LETTERS[i]. (Indexing the letter
-list with the *raw* label, as the original tutorial does, shows every letter from K on one
-off: raw label 10 is K, but "ABCDEFGHIKLM..."[10] is L.)
+Formats and their checks are the app's (dpu_app/datasets.py: one parser for the trainer and the
+app); what a crop of a hand looks like to the model is the app's too (dpu_app/contract.py:
+`hand_square`, `crop_square`, `crop_to_input`). This module turns them into arrays:
 
-Every fault in a file is a `DataError` naming the file and line.
+- **Sign Language MNIST** (Kaggle CSV): 28x28 grey crops of hands, resized to the model's input
+  the way the app resizes a crop (INTER_AREA). Classes 0..23 are the letters A..Y without J
+  (raw Kaggle labels are alphabet positions; indexing the 24-letter list with them, as the
+  original tutorial does, shows every letter from K on one off).
+- **Photos** (folders per letter with hand boxes): split **by source photo** (the variants of one
+  photo never land on both sides). Training keeps a *context crop* per photo: the app's hand
+  square widened to `CONTEXT` times its side, so augmentation can move, scale and rotate the
+  crop box around the hand. Validation keeps exactly what the app would feed the model for that
+  hand box.
+- **No hand** (class `nothing`, when `data.no_hand`): squares from the photos that do not touch
+  the hand box (training photos for training, validation photos for validation), photos in a
+  `nothing/` folder, and synthetic empty frames made during training.
 """
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
-import zlib
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from toolchain.config import REPO_ROOT
+from dpu_app import datasets as DS
+from dpu_app.contract import (HAND_MARGIN, KAGGLE_SIZE, LETTERS, NO_HAND, Preprocess,
+                              crop_square, hand_square)
+from toolchain.config import REPO_ROOT, resolve_path
 from toolchain.errors import DataError
 
-RAW_LABELS = tuple(i for i in range(25) if i != 9)            # 0..24 without 9 (J)
-LETTERS = tuple("ABCDEFGHIKLMNOPQRSTUVWXY")                    # A..Y without J
-NUM_CLASSES = len(LETTERS)                                     # 24
-IMAGE_SIZE = 28
-HEADER = ["label"] + [f"pixel{i}" for i in range(1, IMAGE_SIZE * IMAGE_SIZE + 1)]
-
-_RAW_TO_CLASS = np.full(26, -1, dtype=np.int64)
-_RAW_TO_CLASS[list(RAW_LABELS)] = np.arange(NUM_CLASSES)
-
+NUM_LETTERS = len(LETTERS)                                     # 24
+CONTEXT = 2.0            # training context crop: this many times the hand box's long side
 SHIPPED_DIR = REPO_ROOT / "data" / "sign_mnist"
 # sha256 of the *decompressed* CSVs (see data/sign_mnist/README.md).
 SHIPPED_SHA256 = {
     "sign_mnist_train.csv.gz": "4c2897f19fab2b0ae2a7e4fa82e969043315d9f3a1a9cc0948b576bf1189a7e5",
     "sign_mnist_test.csv.gz": "0e9d67bae23e67f40728e0b63bf15ad4bd5175947b8a9fac5dd9f17ce133c47b",
 }
+_RAW_TO_CLASS = np.full(26, -1, dtype=np.int64)
+_RAW_TO_CLASS[list(DS.RAW_LABELS)] = np.arange(NUM_LETTERS)
+
+
+def class_names(no_hand: bool) -> tuple:
+    """The model's outputs in order: the 24 letters, then `nothing` when it has that class."""
+    return LETTERS + ((NO_HAND,) if no_hand else ())
 
 
 def raw_to_class(raw) -> np.ndarray:
@@ -49,145 +57,65 @@ def raw_to_class(raw) -> np.ndarray:
     return _RAW_TO_CLASS[raw]
 
 
-def class_to_letter(cls: int) -> str:
-    return LETTERS[int(cls)]
+def preprocess_for(size: int) -> Preprocess:
+    """The app's preprocessing for a square grey input of `size` pixels."""
+    return Preprocess(width=size, height=size, color="gray")
+
+
+def to_input_size(pixels: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (N, h, w) images -> uint8 (N, size, size), resized as the app resizes a crop."""
+    import cv2
+    if pixels.shape[1:] == (size, size):
+        return pixels
+    out = np.empty((len(pixels), size, size), np.uint8)
+    for i, p in enumerate(pixels):
+        out[i] = cv2.resize(p, (size, size), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def as_float(pixels: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W) -> the model input, float32 (N, H, W, 1) = pixels / 255 (the app's)."""
+    return (pixels.astype(np.float32) / 255.0)[..., None]
 
 
 @dataclass
 class Dataset:
-    x: np.ndarray          # float32, (N, 28, 28, 1), in [0, 1]
-    y: np.ndarray          # int64 class indices 0..23
-    raw_labels: np.ndarray  # the Kaggle labels as read
+    """Images at the model's input size (uint8) with class indices."""
+    x: np.ndarray              # uint8 (N, S, S)
+    y: np.ndarray              # int64 class indices
     path: str
-    sha256: str            # of the decompressed CSV
+    sha256: str
 
     def __len__(self) -> int:
         return len(self.y)
 
+    def subset(self, idx) -> "Dataset":
+        return Dataset(self.x[idx], self.y[idx], self.path, self.sha256)
 
-def _read_bytes(path: Path) -> bytes:
-    """The decompressed file content; a truncated or non-gzip file is a clear error."""
-    if not path.exists():
-        raise DataError(f"{path}: file not found (point data.train_csv/data.test_csv at a "
-                        f"Kaggle Sign Language MNIST CSV, or restore the shipped copy with "
-                        f"'git checkout -- data/sign_mnist')")
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a .csv or .csv.gz file")
-    if not path.name.endswith(".gz"):
-        return path.read_bytes()
-    chunks = []
-    try:
-        with gzip.open(path, "rb") as f:
-            while True:
-                chunk = f.read(1 << 22)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-    except EOFError:
-        got = b"".join(chunks)
-        line = got.count(b"\n") + 1
-        raise DataError(f"{path}: line {line}: gzip stream is truncated (the file ends in the "
-                        f"middle of line {line}); copy or download it again") from None
-    except (gzip.BadGzipFile, zlib.error, OSError) as e:
-        got = b"".join(chunks)
-        line = got.count(b"\n") + 1
-        raise DataError(f"{path}: line {line}: not a readable gzip file ({e}); "
-                        f"give a .csv, or a .csv.gz made with gzip") from None
-    return b"".join(chunks)
+    def float(self) -> np.ndarray:
+        return as_float(self.x)
 
 
-def _scan_for_fault(path: Path, lines: list[bytes]) -> None:
-    """Slow path: find the first malformed row and raise a DataError naming it."""
-    ncol = len(HEADER)
-    while lines and not lines[-1].strip():
-        lines = lines[:-1]
-    for i, line in enumerate(lines, start=2):
-        text = line.strip(b"\r\n ")
-        if not text:
-            raise DataError(f"{path}: line {i}: empty line inside the data")
-        cells = text.split(b",")
-        if len(cells) != ncol:
-            raise DataError(f"{path}: line {i}: {len(cells)} columns, expected {ncol} "
-                            f"(label + 784 pixels)")
-        for j, c in enumerate(cells):
-            if not c.strip().isdigit():
-                col = HEADER[j]
-                raise DataError(f"{path}: line {i}: column {j + 1} ({col}) is "
-                                f"{c.decode(errors='replace')!r}, not a non-negative integer")
-            v = int(c)
-            if j == 0 and (v > 24 or v == 9):
-                _bad_label(path, i, v)
-            if j > 0 and v > 255:
-                raise DataError(f"{path}: line {i}: pixel{j} = {v} is outside 0..255")
-
-
-def _bad_label(path, line: int, r: int):
-    why = ("J (9) needs motion and is not in the dataset" if r == 9 else
-           "Z (25) needs motion and is not in the dataset" if r == 25 else
-           "labels are 0..24 without 9")
-    raise DataError(f"{path}: line {line}: label {r} is invalid ({why})")
-
-
-def _suspect(body: bytes) -> bool:
-    """Anything but digits, commas and line ends (a sign, a dot, an exponent, a letter, a
-    space, a comment) or an empty line: take the slow path that names the first fault."""
-    body = body.rstrip(b"\r\n")
-    return (bool(body.translate(None, b"0123456789,\r\n")) or b"\n\n" in body
-            or b"\n\r\n" in body or body.startswith((b"\n", b"\r")))
-
-
-def load_csv(path: str | Path, verify_shipped: bool = True) -> Dataset:
-    """Read a Kaggle-format Sign Language MNIST CSV (.csv or .csv.gz) and validate every row."""
+# ============================================================================ Sign MNIST
+def load_csv(path, size: int = KAGGLE_SIZE, verify_shipped: bool = True) -> Dataset:
+    """A Kaggle-format CSV at input size `size`; the shipped copies are checked by sha256."""
     path = Path(path)
-    content = _read_bytes(path)
-    digest = hashlib.sha256(content).hexdigest()
+    try:
+        data = DS.load_kaggle_csv(str(path))
+    except DS.AppError as e:
+        msg = str(e)
+        if "file not found" in msg:
+            msg += (" (data.train_csv / data.test_csv name it; restore the shipped copy with "
+                    "'git checkout -- data/sign_mnist')")
+        raise DataError(msg) from None
     if verify_shipped and path.resolve().parent == SHIPPED_DIR.resolve():
         want = SHIPPED_SHA256.get(path.name)
-        if want is not None and want != digest:
-            raise DataError(f"{path}: sha256 {digest[:12]}... does not match the shipped copy's "
-                            f"{want[:12]}...; the file is damaged: restore it with "
+        if want is not None and want != data.sha256:
+            raise DataError(f"{path}: sha256 {data.sha256[:12]}... does not match the shipped "
+                            f"copy's {want[:12]}...; the file is damaged: restore it with "
                             f"'git checkout -- data/sign_mnist/{path.name}'")
-    if not content.strip():
-        raise DataError(f"{path}: line 1: file is empty, expected the header "
-                        f"'label,pixel1,...,pixel784'")
-    first_nl = content.find(b"\n")
-    header = (content if first_nl < 0 else content[:first_nl]).strip(b"\r\n ")
-    try:
-        header_cells = header.decode("utf-8-sig").split(",")
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: line 1: not a text CSV header") from None
-    if header_cells != HEADER:
-        shown = ",".join(header_cells[:3]) + (",..." if len(header_cells) > 3 else "")
-        raise DataError(f"{path}: line 1: header is '{shown}' ({len(header_cells)} columns), "
-                        f"expected 'label,pixel1,...,pixel784' (785 columns): not a Kaggle "
-                        f"Sign Language MNIST CSV")
-    body = content[first_nl + 1:] if first_nl >= 0 else b""
-    if not body.strip():
-        raise DataError(f"{path}: line 2: no data rows after the header")
-    arr = None
-    if not _suspect(body):
-        try:
-            arr = np.loadtxt(io.BytesIO(body), delimiter=",", dtype=np.int64, ndmin=2,
-                             comments=None)
-        except (ValueError, OverflowError):
-            arr = None
-        if arr is not None and (arr < 0).any():    # numpy saturates a cell too big for int64
-            arr = None
-    if arr is None or arr.shape[1] != len(HEADER):
-        _scan_for_fault(path, body.split(b"\n"))
-        raise DataError(f"{path}: could not be read as Kaggle CSV rows")
-    raw = arr[:, 0]
-    bad = np.flatnonzero((raw < 0) | (raw > 24) | (raw == 9))
-    if bad.size:
-        _bad_label(path, int(bad[0]) + 2, int(raw[bad[0]]))
-    pix = arr[:, 1:]
-    bad_r, bad_c = np.nonzero((pix < 0) | (pix > 255))
-    if bad_r.size:
-        r, c = int(bad_r[0]), int(bad_c[0])
-        raise DataError(f"{path}: line {r + 2}: pixel{c + 1} = {int(pix[r, c])} is outside "
-                        f"0..255")
-    x = (pix.astype(np.float32) / 255.0).reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1)
-    return Dataset(x=x, y=raw_to_class(raw), raw_labels=raw, path=str(path), sha256=digest)
+    return Dataset(to_input_size(data.pixels, size), raw_to_class(data.raw), str(path),
+                   data.sha256)
 
 
 def stratified_indices(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -204,38 +132,137 @@ def stratified_indices(y: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
     return np.flatnonzero(mask), picked
 
 
-def subset(ds: Dataset, idx: np.ndarray) -> Dataset:
-    return Dataset(x=ds.x[idx], y=ds.y[idx], raw_labels=ds.raw_labels[idx], path=ds.path,
-                   sha256=ds.sha256)
-
-
-@dataclass
-class Splits:
-    train: Dataset
-    val: Dataset
-    test: Dataset
-
-
-def load_test_set(data_cfg) -> Dataset:
+def load_test_set(data_cfg, size: int) -> Dataset:
     """The test CSV the config names, cut to data.test_limit rows when set."""
-    from toolchain.config import resolve_path
-    test = load_csv(resolve_path(data_cfg.test_csv))
+    test = load_csv(resolve_path(data_cfg.test_csv), size)
     if data_cfg.test_limit and data_cfg.test_limit < len(test):
-        test = subset(test, np.arange(data_cfg.test_limit))
+        test = test.subset(np.arange(data_cfg.test_limit))
     return test
 
 
-def load_splits(data_cfg, seed: int) -> Splits:
-    """Train/val (stratified, seeded, from the train CSV) and test, as the config says."""
-    from toolchain.config import resolve_path
-
-    train = load_csv(resolve_path(data_cfg.train_csv))
-    test = load_test_set(data_cfg)
+def load_kaggle_splits(data_cfg, seed: int, size: int) -> tuple[Dataset, Dataset]:
+    """(train, val) from the train CSV: stratified, seeded; data.train_limit rows at most."""
+    train = load_csv(resolve_path(data_cfg.train_csv), size)
     if data_cfg.train_limit and data_cfg.train_limit < len(train):
         _, keep = stratified_indices(train.y, data_cfg.train_limit / len(train), seed + 1)
-        train = subset(train, keep)
+        train = train.subset(keep)
     if data_cfg.val_fraction > 0:
-        tr_idx, val_idx = stratified_indices(train.y, data_cfg.val_fraction, seed)
+        tr, va = stratified_indices(train.y, data_cfg.val_fraction, seed)
     else:
-        tr_idx, val_idx = np.arange(len(train)), np.array([], dtype=np.int64)
-    return Splits(train=subset(train, tr_idx), val=subset(train, val_idx), test=test)
+        tr, va = np.arange(len(train)), np.array([], dtype=np.int64)
+    return train.subset(tr), train.subset(va)
+
+
+# ============================================================================ photos
+@dataclass
+class PhotoTrain:
+    """Training photos as context crops: the hand square sits in the middle at scale 1."""
+    ctx: np.ndarray            # uint8 (N, C, C), C = context_size(S)
+    y: np.ndarray              # class indices
+    box: np.ndarray            # float32 (N, 2): the hand box's w, h as fractions of the context
+    sources: list
+
+
+@dataclass
+class PhotoSets:
+    train: PhotoTrain
+    val: Dataset               # hand crops exactly as the app makes them
+    bg_train: np.ndarray       # uint8 (M, C, C) no-hand context crops (training photos)
+    bg_val: Dataset            # no-hand crops at input size (validation photos)
+    folders: list = field(default_factory=list)     # [{path, photos, sha256}]
+    val_sources: int = 0
+    val_files: list = field(default_factory=list)   # the validation photos, as configured
+
+    @property
+    def sha256(self) -> str:
+        import hashlib
+        return hashlib.sha256("".join(f["sha256"] for f in self.folders).encode()).hexdigest()
+
+
+def context_size(size: int) -> int:
+    """Side of the stored context crop: the hand square (margin HAND_MARGIN) is `size` pixels
+    wide in it, so a crop at zoom 1 is a 1:1 copy."""
+    return int(math.ceil(size * CONTEXT / HAND_MARGIN))
+
+
+def _grey(img: np.ndarray) -> np.ndarray:
+    import cv2
+    return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img
+
+
+def _context_crop(grey: np.ndarray, box, csize: int) -> tuple[np.ndarray, tuple]:
+    import cv2
+    x, y, side = hand_square(box)
+    big = side * CONTEXT / HAND_MARGIN
+    cx, cy = x + side / 2, y + side / 2
+    crop = crop_square(grey, cx - big / 2, cy - big / 2, big)
+    bw, bh = (box[2] - box[0]) / big, (box[3] - box[1]) / big
+    return cv2.resize(crop, (csize, csize), interpolation=cv2.INTER_AREA), (bw, bh)
+
+
+def load_photos(data_cfg, seed: int, size: int, no_hand: bool) -> PhotoSets | None:
+    """Every configured photo folder, split by source photo, as training context crops,
+    validation crops (the app's) and no-hand crops. None when no folder is configured."""
+    import cv2
+    if not data_cfg.photos:
+        return None
+    names = class_names(no_hand)
+    csize = context_size(size)
+    pp = preprocess_for(size)
+    rng = np.random.default_rng(seed + 11)
+    folders, photos, names_cfg = [], [], []
+    for d in data_cfg.photos:
+        root = resolve_path(d)
+        try:
+            pf = DS.scan_photo_folder(str(root))
+        except DS.AppError as e:
+            raise DataError(str(e)) from None
+        if pf.count(NO_HAND) and not no_hand:
+            raise DataError(f"{root}/{NO_HAND}: photos without a hand need data.no_hand=true "
+                            f"(the model's 'nothing' class)")
+        folders.append({"path": str(d), "photos": len(pf.photos), "sha256": pf.sha256})
+        photos += pf.photos
+        names_cfg += [f"{str(d).rstrip('/')}/{p.rel}" for p in pf.photos]
+    if data_cfg.photo_limit and data_cfg.photo_limit < len(photos):
+        keep = sorted(rng.choice(len(photos), data_cfg.photo_limit, replace=False))
+        photos = [photos[i] for i in keep]
+        names_cfg = [names_cfg[i] for i in keep]
+    tr_idx, va_idx = DS.split_by_source(photos, data_cfg.photo_val_fraction, seed + 3)
+    val_set = set(va_idx)
+    ctx, ys, boxes, srcs = [], [], [], []
+    bg_tr, vx, vy, bg_va = [], [], [], []
+    for i, p in enumerate(photos):
+        try:
+            img = DS.read_photo(p)
+        except DS.AppError as e:
+            raise DataError(str(e)) from None
+        h, w = img.shape[:2]
+        grey = _grey(img)
+        n_bg = data_cfg.background_crops if no_hand else 0
+        if i in val_set:                       # exactly what the app would feed the model
+            hand, bgs = DS.photo_inputs(p, grey, pp, n_bg)
+            if hand is not None:
+                vx.append(hand[:, :, 0]), vy.append(names.index(p.label))
+            bg_va += [b[:, :, 0] for b in bgs]
+            continue
+        if p.label != NO_HAND:
+            c, b = _context_crop(grey, DS.box_pixels(p, w, h), csize)
+            ctx.append(c), ys.append(names.index(p.label)), boxes.append(b)
+            srcs.append(p.source)
+        for (x, y, s) in DS.background_squares(p, w, h, n_bg):
+            bg_tr.append(cv2.resize(crop_square(grey, x, y, s), (csize, csize),
+                                    interpolation=cv2.INTER_AREA))
+    if not ctx:
+        raise DataError(f"photo folders {', '.join(data_cfg.photos)}: no training photos of "
+                        f"hands left after the validation split")
+    nothing = names.index(NO_HAND) if no_hand else -1
+    empty = np.zeros((0, size, size), np.uint8)
+    return PhotoSets(
+        train=PhotoTrain(np.stack(ctx), np.array(ys, np.int64), np.array(boxes, np.float32),
+                         srcs),
+        val=Dataset(np.stack(vx) if vx else empty, np.array(vy, np.int64), "photos", ""),
+        bg_train=np.stack(bg_tr) if bg_tr else np.zeros((0, csize, csize), np.uint8),
+        bg_val=Dataset(np.stack(bg_va) if bg_va else empty,
+                       np.full(len(bg_va), nothing, np.int64), "photos", ""),
+        folders=folders, val_sources=len({photos[i].source for i in va_idx}),
+        val_files=[names_cfg[i] for i in va_idx])

@@ -16,9 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model import data as D
 from model import reports
-from model.augment import AugmentSampler
 from toolchain.artifacts import atomic_write_json, atomic_write_text, provenance, staged_dir
 
 
@@ -51,33 +49,27 @@ def suggest(lrs: np.ndarray, smoothed: np.ndarray) -> tuple[float, float]:
 
 
 def lr_find(cfg, build_dir: str | Path) -> dict:
-    from model.train import Steps, configure_tf, make_loss, make_optimizer
+    from model.batches import MixedSampler, load_training_data
+    from model.net import build_model
+    from model.steps import Steps, make_optimizer
+    from toolchain.tfsetup import configure_tf
 
     c = cfg.lr_find
-    splits = D.load_splits(cfg.data, cfg.seed)
-    tf = configure_tf(cfg)
-    from model.net import build_model
-    model = build_model(cfg.model, seed=cfg.seed)
+    data = load_training_data(cfg)
+    configure_tf(cfg)
+    model = build_model(cfg.model, len(data.classes), seed=cfg.seed)
     opt, _ = make_optimizer(cfg.train.optimizer, cfg.train.lr_schedule)
-    steps = Steps(model, opt, make_loss(cfg.train))
-    rng = np.random.default_rng(cfg.seed)
-    sampler = AugmentSampler(cfg.train.augment, rng)
+    steps = Steps(model, opt, cfg.train)
+    sampler = MixedSampler(cfg, data, np.random.default_rng(cfg.seed))
     lrs = sweep_lrs(c.start_lr, c.end_lr, c.num_batches)
-    bs, n = cfg.train.batch_size, len(splits.train)
-    order = rng.permutation(n)
-    pos = 0
     losses = []
     t0 = time.monotonic()
-    print(f"LR range test: {c.num_batches} batches of {bs}, lr {c.start_lr:g} -> {c.end_lr:g} "
-          f"({cfg.train.optimizer.name})", flush=True)
+    print(f"LR range test: {c.num_batches} batches of {cfg.train.batch_size} (the training mix), "
+          f"lr {c.start_lr:g} -> {c.end_lr:g} ({cfg.train.optimizer.name})", flush=True)
     stopped = None
     for i, lr in enumerate(lrs):
-        if pos + bs > n:
-            order, pos = rng.permutation(n), 0
-        idx = order[pos:pos + bs]
-        pos += bs
         opt.learning_rate = float(lr)
-        loss, _ = steps.train_step(splits.train.x[idx], splits.train.y[idx], *sampler.sample(len(idx)))
+        loss, _ = steps.train_step(*sampler.next())
         loss = float(loss)
         losses.append(loss)
         sm = smooth(losses, c.smoothing)
@@ -87,7 +79,6 @@ def lr_find(cfg, build_dir: str | Path) -> dict:
             break
         if (i + 1) % 50 == 0:
             print(f"  batch {i + 1:4d}  lr {lr:.3g}  loss {sm[-1]:.4f}", flush=True)
-    del tf
     lrs = lrs[:len(losses)]
     finite = np.isfinite(losses)
     lrs, losses = lrs[finite], np.array(losses)[finite]
@@ -104,8 +95,7 @@ def lr_find(cfg, build_dir: str | Path) -> dict:
         reports.plot_lr_find(lrs, losses, sm, suggestion, stage / "lr_find.png", steepest)
         atomic_write_json(stage / "lr_find.json", result)
         atomic_write_json(stage / "provenance.json", provenance(
-            "lr_find", cfg, inputs={"train_csv": {"path": cfg.data.train_csv,
-                                                  "sha256": splits.train.sha256}}))
+            "lr_find", cfg, inputs={"data": data.identity()}))
     print(f"suggested max lr for 1cycle: {suggestion:.2g} (steepest descent at {steepest:.2g}); "
           f"set train.lr_schedule.lr, e.g. make train SET=\"train.lr_schedule.lr={suggestion:.2g}\"")
     print(f"plot: {out / 'lr_find.png'}")

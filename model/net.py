@@ -5,13 +5,12 @@ built only from layers the DPUCZDX8G runs, in the order that folds:
 Conv2D(no bias) -> BatchNormalization -> ReLU, Max/AvgPooling between stages, then either
 GlobalAveragePooling or Flatten, Dense -> BN -> ReLU, Dense(24) **logits** (no Softmax: the
 softmax lives in the loss, argmax in the app). Dropout is removed by the quantizer.
-Input: float32 28x28x1 in [0, 1].
+Input: float32 SxSx1 in [0, 1] (S = model.input_size); outputs: one logit per class (the 24
+letters, plus `nothing` when data.no_hand is on).
 """
 from __future__ import annotations
 
 import math
-
-from model.data import IMAGE_SIZE, NUM_CLASSES
 
 # Layers the DPUCZDX8G flow accepts (facts file, "What runs on the DPU"). BatchNormalization is
 # folded into the conv/dense before it; Dropout is removed at quantization.
@@ -31,16 +30,22 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
 
 
-def build_model(mcfg, seed: int = 0):
+def build_model(mcfg, num_classes: int, seed: int = 0):
     """Build the configured network. Returns an uncompiled Functional tf.keras.Model."""
     import tensorflow as tf
     from tensorflow.keras import layers
 
     init = tf.keras.initializers.HeNormal
     k = mcfg.kernel_size
-    inp = tf.keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 1), name=INPUT_NAME)
+    size = mcfg.input_size
+    inp = tf.keras.Input(shape=(size, size, 1), name=INPUT_NAME)
     x = inp
     n = 0
+    if mcfg.stem:
+        x = layers.Conv2D(mcfg.stem, 3, strides=2, padding="same", use_bias=False,
+                          kernel_initializer=init(seed=seed), name="stem")(x)
+        x = layers.BatchNormalization(momentum=mcfg.bn_momentum, name="bn_stem")(x)
+        x = layers.ReLU(name="relu_stem")(x)
     for s, width in enumerate(mcfg.widths):
         if s > 0:
             pool = layers.MaxPooling2D if mcfg.pool == "max" else layers.AveragePooling2D
@@ -66,7 +71,7 @@ def build_model(mcfg, seed: int = 0):
         x = layers.ReLU(name="relu_fc")(x)
     if mcfg.dropout > 0:
         x = layers.Dropout(mcfg.dropout, seed=seed + 201, name="drop_out")(x)
-    out = layers.Dense(NUM_CLASSES, kernel_initializer=tf.keras.initializers.GlorotUniform(
+    out = layers.Dense(num_classes, kernel_initializer=tf.keras.initializers.GlorotUniform(
         seed=seed + 400), name=OUTPUT_NAME)(x)
     return tf.keras.Model(inp, out, name="signnet")
 

@@ -1,7 +1,6 @@
 """The network is Functional, DPU-friendly, and outputs logits (no Softmax)."""
 import pytest
 
-from model.data import NUM_CLASSES
 from model.net import build_model, dpu_violations
 from toolchain.config import load_config
 
@@ -17,14 +16,16 @@ def tf():
     ["model.head=gap", "model.dense_units=0"],
     ["model.widths=[8,16,32,64]", "model.convs_per_stage=1", "model.pool=avg",
      "model.conv_dropout=0.1"],
+    ["model.input_size=48"],
 ])
 def test_configured_models_are_dpu_friendly(tf, overrides):
     cfg = load_config(None, overrides)
-    m = build_model(cfg.model, seed=1)
+    m = build_model(cfg.model, 25, seed=1)
     assert isinstance(m, tf.keras.Model) and not isinstance(m, tf.keras.Sequential)
     assert m._is_graph_network                       # Functional
-    assert m.input_shape == (None, 28, 28, 1)
-    assert m.output_shape == (None, NUM_CLASSES)
+    size = cfg.model.input_size
+    assert m.input_shape == (None, size, size, 1)
+    assert m.output_shape == (None, 25)
     kinds = {type(layer).__name__ for layer in m.layers}
     assert "Softmax" not in kinds
     assert m.layers[-1].activation.__name__ == "linear"   # logits out
@@ -38,7 +39,7 @@ def test_configured_models_are_dpu_friendly(tf, overrides):
 
 def test_widths_and_depth_follow_the_config(tf):
     cfg = load_config(None, ["model.widths=[8,12]", "model.convs_per_stage=3"])
-    m = build_model(cfg.model)
+    m = build_model(cfg.model, 24)
     convs = [layer for layer in m.layers if type(layer).__name__ == "Conv2D"]
     assert [c.filters for c in convs] == [8, 8, 8, 12, 12, 12]
 

@@ -52,7 +52,7 @@ def section(cls):
 
 @dataclass
 class DataConfig:
-    """Where the Kaggle-format Sign Language MNIST CSVs are and how train is split."""
+    """The training data: Sign Language MNIST (Kaggle CSVs), real photos of hands, "no hand"."""
     train_csv: str = opt("data/sign_mnist/sign_mnist_train.csv.gz",
                          "training CSV (.csv or .csv.gz), relative to the repo or absolute",
                          path=True)
@@ -63,11 +63,27 @@ class DataConfig:
     train_limit: typing.Optional[int] = opt(None, "use only this many training rows "
                                             "(stratified; for quick runs)", min=48)
     test_limit: typing.Optional[int] = opt(None, "evaluate on only the first N test rows", min=1)
+    photos: typing.List[str] = opt(["data/asl_photos"], "photo folders: one sub-folder per "
+                                   "letter (+ nothing/), optional manifest.csv with hand boxes "
+                                   "(see data/asl_photos/README.md); [] for Sign MNIST only",
+                                   path=True)
+    photo_val_fraction: float = opt(0.2, "share of source photos held out for validation (all "
+                                    "variants of a photo on one side)", min=0.0, max=0.5)
+    photo_limit: typing.Optional[int] = opt(None, "use only this many photos (seeded; for quick "
+                                            "runs)", min=24)
+    no_hand: bool = opt(True, "add the 'nothing' class (crops away from the hand box, empty "
+                        "frames), so the app can say 'no hand'")
+    background_crops: int = opt(4, "no-hand squares cut from each photo, away from its hand box",
+                                min=0, max=32)
 
 
 @dataclass
 class ModelConfig:
     """The DPU-friendly CNN: stages of Conv-BN-ReLU, pooling, a dense or conv head, logits out."""
+    input_size: int = opt(28, "square grey input in pixels (Sign MNIST is 28; a photo's hand "
+                          "crop is resized to it)", min=8, max=256)
+    stem: int = opt(0, "channels of a stride-2 3x3 Conv-BN-ReLU stem before the stages (halves "
+                    "the resolution: a larger input at little cost); 0 = none", min=0, max=4096)
     widths: typing.List[int] = opt([16, 32, 64], "output channels of each conv stage (<= 4096)")
     convs_per_stage: int = opt(2, "Conv-BN-ReLU blocks per stage", min=1, max=4)
     kernel_size: int = opt(3, "conv kernel size (DPU limit 1..16)", min=1, max=16)
@@ -114,24 +130,42 @@ class ScheduleConfig:
 
 @dataclass
 class AugmentConfig:
-    """On-the-fly augmentation of training images, tuned to what a webcam crop looks like."""
+    """On-the-fly augmentation, chosen for webcam crops of a hand (model/augment.py)."""
     enabled: bool = opt(True, "augment training batches")
-    rotation_deg: float = opt(10.0, "random rotation, +-degrees", min=0.0, max=45.0)
-    shift: float = opt(0.1, "random shift, +- fraction of the side", min=0.0, max=0.5)
-    zoom: float = opt(0.1, "random zoom, +- fraction", min=0.0, max=0.5)
-    brightness: float = opt(0.1, "random brightness offset, +- (image range 0..1)",
-                            min=0.0, max=0.5)
-    contrast: float = opt(0.2, "random contrast factor 1 +- this", min=0.0, max=0.9)
-    noise: float = opt(0.0, "gaussian pixel noise sigma (image range 0..1)", min=0.0, max=0.3)
-    hflip: bool = opt(False, "mirror images (left-handed signers); off: the data is "
-                             "right-handed")
+    scale: typing.List[float] = opt([0.85, 1.3], "crop box side x this (log-uniform): a hand "
+                                    "nearer or farther than the box expects")
+    aspect: float = opt(0.12, "crop box aspect ratio exp(+-this)", min=0.0, max=0.5)
+    shift: float = opt(0.12, "crop box shift, +- fraction of its side", min=0.0, max=0.5)
+    rotation_deg: float = opt(15.0, "rotation, +-degrees", min=0.0, max=45.0)
+    hflip: bool = opt(True, "mirror half the images (people sign with either hand)")
+    brightness: float = opt(0.15, "brightness offset, +- (image range 0..1)", min=0.0, max=0.5)
+    contrast: float = opt(0.5, "contrast factor between 1/(1+this) and 1+this", min=0.0,
+                          max=2.0)
+    gamma: float = opt(0.4, "gamma between 1/(1+this) and 1+this", min=0.0, max=2.0)
+    blur: float = opt(0.3, "share of images blurred (Gaussian, up to 1 px)", min=0.0, max=1.0)
+    noise: float = opt(0.05, "sensor noise sigma up to this, on half the images", min=0.0,
+                       max=0.3)
+    clutter: float = opt(0.3, "share of photos whose background outside the hand box is "
+                         "replaced by another photo's", min=0.0, max=1.0)
+    sign_mnist_geometry: float = opt(0.6, "Sign MNIST images are hand crops already: their "
+                                     "scale, aspect, shift and rotation jitter is this "
+                                     "fraction of the photos'", min=0.0, max=1.0)
+
+
+@dataclass
+class MixConfig:
+    """What each training batch is made of (the rest is Sign MNIST)."""
+    photos: float = opt(0.45, "share of real photo crops", min=0.0, max=1.0)
+    no_hand: float = opt(0.2, "share of 'no hand' crops (needs data.no_hand)", min=0.0, max=1.0)
 
 
 @dataclass
 class EarlyStoppingConfig:
     """Stop when the validation metric stops improving."""
-    enabled: bool = opt(True, "stop early")
-    monitor: str = opt("val_loss", "metric to watch", choices=["val_loss", "val_accuracy"])
+    enabled: bool = opt(False, "stop early (off: 1cycle runs its whole schedule)")
+    monitor: str = opt("photo_loss", "metric to watch: Sign MNIST validation (val_*) or photo "
+                       "validation (photo_*)", choices=["val_loss", "val_accuracy", "photo_loss",
+                                                        "photo_accuracy"])
     patience: int = opt(4, "epochs without improvement before stopping", min=1)
     min_delta: float = opt(0.0, "smallest change that counts as improvement", min=0.0)
 
@@ -139,13 +173,16 @@ class EarlyStoppingConfig:
 @dataclass
 class TrainConfig:
     """Training loop."""
-    epochs: int = opt(8, "maximum epochs", min=1)
-    batch_size: int = opt(128, "images per batch", min=1)
-    shuffle: bool = opt(True, "reshuffle training rows every epoch")
+    epochs: int = opt(6, "maximum epochs", min=1)
+    steps_per_epoch: int = opt(250, "batches per epoch (validation after each epoch)", min=1)
+    batch_size: int = opt(128, "images per batch", min=2)
+    mix: MixConfig = section(MixConfig)
     loss: str = opt("sparse_categorical_crossentropy",
                     "computed from logits (softmax lives in the loss, not the model)",
                     choices=["sparse_categorical_crossentropy", "categorical_crossentropy"])
-    label_smoothing: float = opt(0.0, "categorical_crossentropy only", min=0.0, max=0.5)
+    label_smoothing: float = opt(0.0, "label smoothing of the cross-entropy", min=0.0, max=0.5)
+    mixup: float = opt(0.0, "mixup: blend image pairs with Beta(this, this) weights; 0 = off",
+                       min=0.0, max=2.0)
     metrics: typing.List[str] = opt(["accuracy"], "reported metrics: accuracy, and top3_accuracy "
                                     "(validation per epoch in the history, test in metrics.json)",
                              choices=["accuracy", "top3_accuracy"])
@@ -153,12 +190,26 @@ class TrainConfig:
     lr_schedule: ScheduleConfig = section(ScheduleConfig)
     augment: AugmentConfig = section(AugmentConfig)
     early_stopping: EarlyStoppingConfig = section(EarlyStoppingConfig)
-    restore_best: bool = opt(True, "save the best-validation weights, not the last epoch's")
+    restore_best: bool = opt(False, "save the best-validation weights (early_stopping.monitor), "
+                             "not the last epoch's")
     overfit_gap: float = opt(0.03, "note overfitting when train acc - val acc exceeds this",
                              min=0.0)
     progress: str = opt("auto", "progress bar within an epoch: auto (only on a terminal), "
                         "bar, none", choices=["auto", "bar", "none"], cosmetic=True)
     threads: int = opt(0, "TensorFlow intra-op threads; 0 = all cores", min=0, cosmetic=True)
+
+
+@dataclass
+class RecognitionConfig:
+    """How the app decides between a letter and "no hand" (written into every model bundle)."""
+    threshold: typing.Optional[float] = opt(None, "confidence below which the app shows 'no "
+                                            "hand'; null: calibrated on the photo validation "
+                                            "split", min=0.0, max=1.0)
+    max_hand_rejection: float = opt(0.05, "calibration: the highest threshold at which at most "
+                                    "this share of validation hand crops reads 'no hand'",
+                                    min=0.0, max=0.5)
+    mirror: bool = opt(True, "average each prediction with the mirror image's (people sign "
+                       "with either hand; two inferences a frame)")
 
 
 @dataclass
@@ -201,9 +252,11 @@ class QuantizeConfig:
     include_cle: bool = opt(True, "cross-layer equalization before calibration")
     include_fast_ft: bool = opt(False, "fast fine-tuning (AdaQuant) after calibration")
     fast_ft_epochs: int = opt(10, "fast fine-tuning epochs", min=1)
-    max_drop_pt: float = opt(0.3, "fail when int8 test accuracy drops more than this "
-                             "(percentage points) below float; a negative value demands that "
-                             "int8 beat float by that much", min=-100.0)
+    max_drop_pt: float = opt(0.3, "fail when int8 Sign MNIST test accuracy drops more than "
+                             "this (percentage points) below float; a negative value demands "
+                             "that int8 beat float by that much", min=-100.0)
+    max_photo_drop_pt: float = opt(1.0, "the same for the photo validation top-1",
+                                   min=-100.0)
 
 
 @dataclass
@@ -220,8 +273,9 @@ class CompileConfig:
                                     "subgraphs", min=1)
     vitis_ai_version: str = opt("3.5", "Vitis AI release of the image (recorded in the "
                                 "manifest)")
-    input_shape: str = opt("1,28,28,1", "tf2 flow: N,H,W,C passed as --options "
-                           "'{\"input_shape\": ...}' to vai_c_tensorflow2")
+    input_shape: typing.Optional[str] = opt(None, "tf2 flow: N,H,W,C passed as --options "
+                                            "'{\"input_shape\": ...}' to vai_c_tensorflow2; "
+                                            "null: 1 and the model's input (its manifest)")
     check_fingerprint: bool = opt(True, "fail unless the compiled DPU fingerprint equals the "
                                   "known one for board + vitis_ai_version (compile/targets.py),"
                                   " or compile.fingerprint for board custom")
@@ -244,12 +298,13 @@ class BoardConfig:
 class Config:
     """Root of the toolchain config."""
     seed: int = opt(1234, "seed for split, shuffling, augmentation and weights")
-    runner: str = opt("auto", "where stages run: auto (container if the engine and image "
-                      "are there, else host), docker, host", choices=["auto", "docker", "host"],
-                      cosmetic=True)
+    runner: str = opt("auto", "where stages run: auto (the host; compile in the Vitis AI "
+                      "container), docker (every stage in the container), host",
+                      choices=["auto", "docker", "host"])
     data: DataConfig = section(DataConfig)
     model: ModelConfig = section(ModelConfig)
     train: TrainConfig = section(TrainConfig)
+    recognition: RecognitionConfig = section(RecognitionConfig)
     lr_find: LrFindConfig = section(LrFindConfig)
     docker: DockerConfig = section(DockerConfig)
     quantize: QuantizeConfig = section(QuantizeConfig)
@@ -356,8 +411,8 @@ def _check_cross(obj, prefix: str, source: str):
         for w in obj.widths:
             if not 1 <= w <= 4096:
                 fail("widths", f"{w} channels is outside the DPU limit 1..4096")
-        if 28 // (2 ** (len(obj.widths) - 1)) < 1:
-            fail("widths", "too many stages for a 28x28 input")
+        if obj.input_size // (2 ** (len(obj.widths) - 1 + (obj.stem > 0))) < 1:
+            fail("widths", f"too many stages for a {obj.input_size}x{obj.input_size} input")
     if isinstance(obj, ScheduleConfig) and obj.momentum_range is not None:
         lo_hi = obj.momentum_range
         if len(lo_hi) != 2 or not 0 <= lo_hi[0] <= lo_hi[1] < 1:
@@ -368,10 +423,14 @@ def _check_cross(obj, prefix: str, source: str):
     if isinstance(obj, OptimizerConfig) and obj.nesterov and obj.name != "sgd":
         fail("nesterov", f"only applies to the sgd optimizer (optimizer is {obj.name})")
     if isinstance(obj, TrainConfig):
-        if obj.label_smoothing and obj.loss != "categorical_crossentropy":
-            fail("label_smoothing", "needs loss: categorical_crossentropy")
         if "accuracy" not in obj.metrics:
             fail("metrics", "must include 'accuracy' (early stopping and reports use it)")
+    if isinstance(obj, MixConfig) and obj.photos + obj.no_hand > 1.0:
+        fail("photos", f"photos + no_hand = {obj.photos + obj.no_hand:g} is more than the whole "
+                       f"batch")
+    if isinstance(obj, AugmentConfig) and not (len(obj.scale) == 2 and
+                                               0.3 <= obj.scale[0] <= obj.scale[1] <= 3.0):
+        fail("scale", f"expected [low, high] with 0.3 <= low <= high <= 3, got {obj.scale}")
     if isinstance(obj, LrFindConfig) and not obj.end_lr > obj.start_lr:
         fail("end_lr", "must be greater than start_lr")
 

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Benchmark: compare model choices on what matters, real photos of hands never seen.
+
+    python benchmarks/model_choices.py [--config C] [--set k=v ...] [--choices NAME,...]
+                                       [--seeds 1234,99] [--markdown]
+
+Each choice is a set of config overrides on top of the config (default: the shipped default);
+each is trained with `python -m toolchain train` (the real stage, data loading and evaluation
+included) once per seed, and the seed also moves the photo validation split, so a choice is
+judged on several different sets of unseen source photos. Prints one row per choice: photo
+validation top-1 / top-3 (mean over seeds, and the range), Sign MNIST test accuracy,
+backgrounds read as "no hand", wall time, parameters.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# name -> overrides (on top of the config). "default" is the config as it is.
+CHOICES = {
+    "default": [],
+    "28px": ["model.input_size=28", "model.stem=0", "model.widths=[16,32,64]"],
+    "no-photos": ["data.photos=[]", "data.no_hand=false"],
+}
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def train_once(config, overrides, seed, keep=None) -> dict:
+    build = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="model-choice-"))
+    cmd = [sys.executable, "-m", "toolchain", "train", "--build-dir", str(build),
+           "--set", "runner=host", "--set", "train.progress=none", "--set", f"seed={seed}"]
+    if config:
+        cmd += ["--config", config]
+    for o in overrides:
+        cmd += ["--set", o]
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"error: {' '.join(overrides) or 'default'} (seed {seed}) failed: "
+                         f"{(r.stderr.strip().splitlines() or ['?'])[-1]}")
+    m = json.loads((build / "train" / "metrics.json").read_text())
+    if not keep:
+        import shutil
+        shutil.rmtree(build, ignore_errors=True)
+    sets = m["sets"]
+    return {"photo": sets.get("photos_val", {}).get("accuracy"),
+            "photo_top3": sets.get("photos_val", {}).get("top3"),
+            "photo_images": sets.get("photos_val", {}).get("images", 0),
+            "sign_mnist": m["test_accuracy"], "no_hand": sets.get("no_hand_val", {}).get(
+                "no_hand"), "hands_rejected": sets.get("photos_val", {}).get("no_hand"),
+            "wall": wall, "params": m["params"], "threshold": m["threshold"]}
+
+
+def fmt(vals, pct=True):
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "-"
+    mean = sum(vals) / len(vals)
+    if not pct:
+        return f"{mean:.0f}"
+    s = f"{mean * 100:.1f} %"
+    return s + (f" ({min(vals) * 100:.1f}-{max(vals) * 100:.1f})" if len(vals) > 1 else "")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default=None)
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--build-dir", default=None, help="ignored: each run uses a fresh dir")
+    ap.add_argument("--choices", default=",".join(CHOICES))
+    ap.add_argument("--seeds", default="1234,99")
+    ap.add_argument("--json", default=None, help="also write the rows as JSON")
+    a = ap.parse_args()
+    seeds = [int(s) for s in a.seeds.split(",")]
+    names = [c.strip() for c in a.choices.split(",") if c.strip()]
+    unknown = [n for n in names if n not in CHOICES]
+    if unknown:
+        print(f"error: unknown choice {', '.join(unknown)} (known: {', '.join(CHOICES)})",
+              file=sys.stderr)
+        return 2
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, {platform.platform()}; seeds {seeds}")
+    rows = []
+    for name in names:
+        runs = [train_once(a.config, [*a.overrides, *CHOICES[name]], s) for s in seeds]
+        row = {"choice": name, "overrides": CHOICES[name], "runs": runs}
+        rows.append(row)
+        print(f"{name}: photos top-1 {fmt([r['photo'] for r in runs])}, top-3 "
+              f"{fmt([r['photo_top3'] for r in runs])}; Sign MNIST test "
+              f"{fmt([r['sign_mnist'] for r in runs])}; backgrounds as no hand "
+              f"{fmt([r['no_hand'] for r in runs])}; {fmt([r['wall'] for r in runs], False)} s "
+              f"per run; {runs[0]['params']:,} parameters", flush=True)
+    print()
+    print("| choice | overrides | photo validation top-1 | top-3 | Sign MNIST test | "
+          "backgrounds read as no hand | wall time / run | parameters |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for row in rows:
+        runs = row["runs"]
+        print(f"| {row['choice']} | `{' '.join(row['overrides']) or '(config as is)'}` | "
+              f"{fmt([r['photo'] for r in runs])} | {fmt([r['photo_top3'] for r in runs])} | "
+              f"{fmt([r['sign_mnist'] for r in runs])} | {fmt([r['no_hand'] for r in runs])} | "
+              f"{fmt([r['wall'] for r in runs], False)} s | {runs[0]['params']:,} |")
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
