@@ -1,8 +1,12 @@
 """The compile stage: `<build>/quantize/...` -> `<build>/compile/<name>.xmodel` + manifest.
 
     tf2: vai_c_tensorflow2 -m quantize/quantized.h5 -a <arch.json> -o <out> -n <name>
-             --options '{"input_shape": "1,28,28,1"}'
+             --options '{"input_shape": "1,S,S,1"}'     (S: the model's input, from its manifest)
     tf1: vai_c_tensorflow -f quantize-tf1/results/quantize_eval_model.pb -a <arch.json> -o <out> -n <name>
+
+The compiler must get a model quantized by the image's own vai_q_tensorflow2: a quantized.h5
+made on the host by PyPI's vitis-quantizer 0.1.3 (an older release of that quantizer) is
+quantized again here, in the image, first (recorded in the manifest's "quantized_by").
 
 The compiler exists only in the Vitis AI image: on the host this stage stops in one line
 before touching anything. The whole output folder is built in `<build>/compile.partial-<pid>/`
@@ -22,6 +26,8 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+from dpu_app.contract import LABELS_FILE, MANIFEST_FILE, load_manifest, sha256_file
+from toolchain import stages as S
 from toolchain.artifacts import (atomic_write_json, atomic_write_text, clean_stale_partials,
                                  provenance, staged_dir)
 from toolchain.errors import ConfigError, UserError
@@ -34,22 +40,16 @@ LOG_FILE = "compile.log"
 FAILED_LOG = "compile-failed.log"
 
 
-def model_input(flow: str, build_dir: Path) -> Path:
-    if flow == "tf2":
-        return build_dir / "quantize" / "quantized.h5"
-    return build_dir / "quantize-tf1" / "results" / "quantize_eval_model.pb"
-
-
 def check_input_shape(text: str) -> str:
     if not re.fullmatch(r"\s*\d+\s*,\s*\d+\s*,\s*\d+\s*,\s*\d+\s*", str(text)) or \
             any(int(v) < 1 for v in str(text).split(",")):
         raise ConfigError(f"config key 'compile.input_shape': {text!r} is not N,H,W,C with "
-                          f"positive integers (e.g. 1,28,28,1)")
+                          f"positive integers (e.g. 1,48,48,1), or null for the model's own")
     return ",".join(v.strip() for v in str(text).split(","))
 
 
 def compiler_command(flow: str, tool: str, model: Path, arch_json: Path, out_dir: Path,
-                     name: str, input_shape: str = "1,28,28,1") -> List[str]:
+                     name: str, input_shape: str) -> List[str]:
     """The exact compiler argv for a flow."""
     if flow == "tf2":
         return [tool, "-m", str(model), "-a", str(arch_json), "-o", str(out_dir), "-n", name,
@@ -59,9 +59,24 @@ def compiler_command(flow: str, tool: str, model: Path, arch_json: Path, out_dir
     raise ConfigError(f"config key 'quantize.flow': {flow!r} is not one of: tf2, tf1")
 
 
-def find_compiler(cfg) -> str:
+def tf1_compiled(cfg, build_dir: Path) -> Optional[Path]:
+    """TF1 flow: the xmodel quantize-tf1/run_vai_c.sh made in the TF1 image, if it is there
+    and newer than the quantized graph it compiles."""
+    if cfg.quantize.flow != "tf1":
+        return None
+    xm = S.inp(cfg, build_dir, "compile", "model").parents[1] / "compiled" / \
+        f"{cfg.compile.name}.xmodel"
+    model = S.inp(cfg, build_dir, "compile", "model")
+    if xm.is_file() and model.is_file() and xm.stat().st_mtime >= model.stat().st_mtime:
+        return xm
+    return None
+
+
+def find_compiler(cfg, build_dir: Optional[Path] = None) -> str:
     """Absolute path of the compiler, or one clear line saying it needs the image."""
     tool = TOOLS[cfg.quantize.flow]
+    if build_dir is not None and tf1_compiled(cfg, build_dir):
+        return "vai_c_tensorflow"          # already run in the TF1 image by run_vai_c.sh
     if cfg.compile.tool_dir:
         cand = Path(cfg.compile.tool_dir) / tool
         if cand.is_file() and os.access(str(cand), os.X_OK):
@@ -78,6 +93,11 @@ def find_compiler(cfg) -> str:
                         f"{cfg.docker.conda_env}): this image has no Vitis AI compiler; set "
                         f"docker.image to a Vitis AI image that ships {tool} (see "
                         f"docker/README.md), or compile.tool_dir to where this image keeps it")
+    if cfg.quantize.flow == "tf1":
+        raise UserError(f"quantize.flow=tf1 compiles with {tool}, which only the TF1 Vitis AI "
+                        f"image has: run 'sh <build>/quantize-tf1/run_vai_c.sh' there (the "
+                        f"quantize stage wrote it), then make compile again to write the "
+                        f"deploy manifest from its xmodel")
     raise UserError(f"compile needs {tool} from the Vitis AI image and it is not on PATH "
                     f"here: run `make compile RUNNER=docker` (python -m toolchain compile --set "
                     f"runner=docker; needs Docker and `docker pull {cfg.docker.image}`), or run "
@@ -144,75 +164,133 @@ def _check_fingerprint(cfg, target: targets.Target, compiled: Optional[str]) -> 
     return compiled
 
 
+IMAGE_QUANTIZER = "vai_q_tensorflow2 (Vitis AI image)"
+
+
+def requantize_if_host_made(cfg, build_dir: Path) -> str:
+    """The quantizer that made quantize/quantized.h5; when it was not the image's own and
+    this process runs where the image's quantizer is, quantize again here first."""
+    if cfg.quantize.flow != "tf2":
+        return "vai_q_tensorflow (TF1 image)"
+    metrics = build_dir / "quantize" / "metrics.json"
+    try:
+        made_by = json.loads(metrics.read_text()).get("quantizer", "?")
+    except (OSError, ValueError):
+        made_by = "?"
+    if made_by == IMAGE_QUANTIZER:
+        return made_by
+    from quantize.quantize import quantize, quantizer_api
+    if quantizer_api()[3] != IMAGE_QUANTIZER:
+        print(f"note: {S.inp(cfg, build_dir, 'compile', 'model')} was made by {made_by}, not "
+              f"the Vitis AI image's vai_q_tensorflow2; compiling it anyway (this process has "
+              f"no image quantizer to redo it)", file=sys.stderr, flush=True)
+        return made_by
+    print(f"quantizing again with the image's vai_q_tensorflow2: the existing model was made by "
+          f"{made_by}, an untested pairing with this compiler", flush=True)
+    quantize(cfg, build_dir)
+    return IMAGE_QUANTIZER
+
+
+def _bundle(cfg, build_dir: Path):
+    """The quantized model and its manifest (labels, preprocessing, threshold)."""
+    model = S.inp(cfg, build_dir, "compile", "model")
+    if not model.is_file():
+        raise UserError(f"{model} is missing: run `make quantize` first"
+                        + (" (quantize.flow=tf1 writes quantize-tf1/results/)"
+                           if cfg.quantize.flow == "tf1" else ""))
+    try:
+        man = load_manifest(str(S.inp(cfg, build_dir, "compile", "manifest")))
+    except Exception as e:                                      # AppError: one line
+        raise UserError(f"{e}: run `make quantize` again") from None
+    return model, man
+
+
+def _run_and_check(cfg, tool, model, target, stage: Path, name: str, input_shape: str,
+                   build_dir: Path):
+    """Compile into `stage`; the parsed log and the xmodel, or a UserError with the log."""
+    cmd = compiler_command(cfg.quantize.flow, tool, model.resolve(), target.arch_json.resolve(),
+                           stage.resolve(), name, input_shape)
+    log_path = stage / LOG_FILE
+    made = tf1_compiled(cfg, build_dir)
+    if made is not None:                      # compiled in the TF1 image by run_vai_c.sh
+        print(f"using {made} (made by run_vai_c.sh in the TF1 image)", flush=True)
+        shutil.copy2(made, stage / f"{name}.xmodel")
+        done_log = made.parent / "compile.log"
+        atomic_write_text(log_path, done_log.read_text(errors="replace")
+                          if done_log.is_file() else "")
+        rc = 0
+    else:
+        print("compiling: " + " ".join(_quote(a) for a in cmd), flush=True)
+        rc = run_compiler(cmd, log_path)
+    text = log_path.read_text(encoding="utf-8", errors="replace")
+    log = logparse.parse_log(text)
+    xm = stage / f"{name}.xmodel"
+    if rc != 0 or not xm.is_file():
+        failed = _keep_failed_log(log_path, build_dir)
+        why = f"exit {rc}" if rc != 0 else f"no {xm.name} was written"
+        raise UserError(f"{Path(tool).name} failed ({why}): "
+                        f"{logparse.first_error(log, text)} (full log: {failed})")
+    failed = build_dir / FAILED_LOG
+    if log.dpu_subgraphs is None or log.dpu_subgraphs != cfg.compile.expect_dpu_subgraphs:
+        _keep_failed_log(log_path, build_dir)
+    if log.dpu_subgraphs is None:
+        raise UserError(f"the compiler log has no 'Total device subgraph number N, DPU "
+                        f"subgraph number M' line, so the DPU partition is unknown "
+                        f"(log: {failed})")
+    if log.dpu_subgraphs != cfg.compile.expect_dpu_subgraphs:
+        raise UserError(f"the compiler made {log.dpu_subgraphs} DPU subgraph(s) "
+                        f"({log.total_subgraphs} in all) but compile.expect_dpu_subgraphs="
+                        f"{cfg.compile.expect_dpu_subgraphs}: a layer fell off the DPU (softmax "
+                        f"in the graph, an unsupported op, or Flatten->Dense splitting; try "
+                        f"model.head=gap) - see {failed}")
+    return cmd, log, xm
+
+
 def compile_stage(cfg, build_dir, xir_module=None) -> dict:
     """Compile the quantized model for the configured board and write the deploy folder."""
     t0 = time.monotonic()
     build_dir = Path(build_dir)
-    ccfg, flow = cfg.compile, cfg.quantize.flow
-    tool = find_compiler(cfg)                        # fails here on the host, nothing written
-    input_shape = check_input_shape(ccfg.input_shape)
+    ccfg = cfg.compile
+    tool = find_compiler(cfg, build_dir)             # fails here on the host, nothing written
     targets.validate(ccfg)                           # bad board/fingerprint: before any work
-    model = model_input(flow, build_dir)
-    if not model.is_file():
-        raise UserError(f"{model} is missing: run `make quantize` first"
-                        + (" (quantize.flow=tf1 writes quantize-tf1/results/)" if flow == "tf1" else ""))
-    labels = M.read_labels(build_dir / "train" / M.LABELS_FILE)
+    quantized_by = requantize_if_host_made(cfg, build_dir)
+    model, bundle = _bundle(cfg, build_dir)
+    pp = bundle.preprocess
+    input_shape = check_input_shape(ccfg.input_shape or f"1,{pp.height},{pp.width},"
+                                                         f"{pp.channels}")
     clean_stale_partials(build_dir)
     out_dir = build_dir / OUT_DIR
-    name = ccfg.name
-
     with staged_dir(out_dir) as stage:
         target = targets.resolve_target(ccfg, stage)
-        cmd = compiler_command(flow, tool, model.resolve(), target.arch_json.resolve(),
-                               stage.resolve(), name, input_shape)
-        print("compiling: " + " ".join(_quote(a) for a in cmd), flush=True)
-        log_path = stage / LOG_FILE
-        rc = run_compiler(cmd, log_path)
-        text = log_path.read_text(encoding="utf-8", errors="replace")
-        log = logparse.parse_log(text)
-        xm = stage / f"{name}.xmodel"
-        if rc != 0 or not xm.is_file():
-            failed = _keep_failed_log(log_path, build_dir)
-            why = f"exit {rc}" if rc != 0 else f"no {xm.name} was written"
-            raise UserError(f"{Path(tool).name} failed ({why}): "
-                            f"{logparse.first_error(log, text)} (full log: {failed})")
+        cmd, log, xm = _run_and_check(cfg, tool, model, target, stage, ccfg.name, input_shape,
+                                      build_dir)
         try:
-            if log.dpu_subgraphs is None:
-                failed = build_dir / FAILED_LOG
-                raise UserError(f"the compiler log has no 'Total device subgraph number N, DPU "
-                                f"subgraph number M' line, so the DPU partition is unknown "
-                                f"(log: {failed})")
-            if log.dpu_subgraphs != ccfg.expect_dpu_subgraphs:
-                failed = build_dir / FAILED_LOG
-                raise UserError(f"the compiler made {log.dpu_subgraphs} DPU subgraph(s) "
-                                f"({log.total_subgraphs} in all) but "
-                                f"compile.expect_dpu_subgraphs={ccfg.expect_dpu_subgraphs}: a "
-                                f"layer fell off the DPU (softmax in the graph, an unsupported "
-                                f"op, or Flatten->Dense splitting; try model.head=gap) - see "
-                                f"{failed}")
             io = xmodel.read_dpu_io(xm, xir_module=xir_module)
-            compiled_fp = log.fingerprint or io.get("dpu_fingerprint")
-            fingerprint = _check_fingerprint(cfg, target, compiled_fp)
+            fingerprint = _check_fingerprint(cfg, target, log.fingerprint or
+                                             io.get("dpu_fingerprint"))
             target_name = log.target_name or (targets.split_target_arch(io["dpu_name"])[0]
                                               if io.get("dpu_name") else None) \
                 or target.dpu or "unknown"
-            atomic_write_text(stage / M.LABELS_FILE, "\n".join(labels) + "\n")
+            atomic_write_text(stage / LABELS_FILE, "\n".join(bundle.labels) + "\n")
             final_cmd = [str(out_dir.resolve()) if a == str(stage.resolve()) else a
                          for a in cmd]            # as if run in place, not in the staging dir
             compiler = {"tool": Path(tool).name, "command": final_cmd, "log": LOG_FILE,
-                        "total_subgraphs": log.total_subgraphs, "dpu_subgraphs": log.dpu_subgraphs,
-                        "target_arch": log.target_arch, "md5": log.md5,
+                        "total_subgraphs": log.total_subgraphs,
+                        "dpu_subgraphs": log.dpu_subgraphs, "target_arch": log.target_arch,
+                        "md5": log.md5, "quantized_by": quantized_by,
                         "arch_json": str(target.arch_json) if not target.custom else "arch.json"}
-            man = M.build_manifest(name=name, xmodel=xm, board=ccfg.board, target_name=target_name,
-                                   fingerprint=fingerprint, vitis_ai_version=ccfg.vitis_ai_version,
-                                   io=io, labels=labels, compiler=compiler)
-            atomic_write_json(stage / M.MANIFEST_FILE, man)
+            man = M.build_manifest(name=ccfg.name, xmodel=xm, board=ccfg.board,
+                                   target_name=target_name, fingerprint=fingerprint,
+                                   vitis_ai_version=ccfg.vitis_ai_version, io=io,
+                                   bundle=bundle, compiler=compiler)
+            atomic_write_json(stage / MANIFEST_FILE, man)
             atomic_write_json(stage / "provenance.json", provenance(
                 "compile", cfg, inputs={"model": {"path": str(model),
-                                                  "sha256": M.sha256_file(model)}},
-                extra={"outputs": sorted(p.name for p in stage.iterdir())}))
+                                                  "sha256": sha256_file(str(model))}},
+                extra={"outputs": sorted(p.name for p in stage.iterdir()),
+                       "quantized_by": quantized_by}))
         except UserError:
-            _keep_failed_log(log_path, build_dir)
+            _keep_failed_log(stage / LOG_FILE, build_dir)
             raise
     if (build_dir / FAILED_LOG).exists():
         (build_dir / FAILED_LOG).unlink()
@@ -221,7 +299,7 @@ def compile_stage(cfg, build_dir, xir_module=None) -> dict:
           f"{man['input']['name']} {man['input']['shape']} fix_point "
           f"{man['input']['fix_point']}, output {man['output']['name']} "
           f"{man['output']['shape']} fix_point {man['output']['fix_point']}", flush=True)
-    return {"xmodel": str(out_dir / xm.name), "manifest": str(out_dir / M.MANIFEST_FILE),
+    return {"xmodel": str(out_dir / xm.name), "manifest": str(out_dir / MANIFEST_FILE),
             "dpu_subgraphs": log.dpu_subgraphs, "total_subgraphs": log.total_subgraphs,
             "fingerprint": fingerprint, "target": target_name,
             "seconds": round(time.monotonic() - t0, 1)}

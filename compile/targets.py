@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
+from dpu_app.dpu import expected_fingerprint as _app_expected
 from toolchain.errors import ConfigError, UserError
 
 DPU_B4096 = "DPUCZDX8G_ISA1_B4096"
@@ -46,12 +47,6 @@ BOARDS: Dict[str, Board] = {
     "kv260": Board("kv260", "KV260", DPU_B4096),
 }
 
-# (DPU target, Vitis AI release of the image/board) -> fingerprint the board checks
-KNOWN_FINGERPRINTS: Dict[Tuple[str, str], str] = {
-    (DPU_B4096, "3.5"): "0x101000056010407",
-    (DPU_B4096, "3.0"): "0x101000056010407",
-    (DPU_B4096, "2.5"): "0x101000016010407",
-}
 
 _FP_RE = re.compile(r"^0x[0-9a-f]{1,16}$")
 
@@ -74,10 +69,10 @@ def normalize_fingerprint(value, key: str = "compile.fingerprint") -> str:
 
 
 def expected_fingerprint(dpu: str, vitis_ai_version: str) -> Optional[str]:
-    """The known fingerprint for a DPU target and release ('3.5', '3.5.0', ...), or None."""
-    parts = str(vitis_ai_version).split(".")
-    short = ".".join(parts[:2])
-    return KNOWN_FINGERPRINTS.get((dpu, short))
+    """The known fingerprint for a DPU target and release ('3.5', '3.5.0', ...), or None
+    (the one table is the app's: dpu_app/dpu.py)."""
+    fp = _app_expected(dpu, vitis_ai_version)
+    return None if fp is None else hex(fp)
 
 
 @dataclass(frozen=True)

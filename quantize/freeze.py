@@ -7,20 +7,20 @@
   FusedBatchNormV3.exponential_avg_factor, Vitis-AI-Tutorials #62) and every op/attr checked
   against what TF 1.15 defines.
 - `<build>/freeze/io.json`: input/output node names and shapes; `metrics.json`: the max abs
-  difference of both artifacts' outputs against the float model on real test images, and the
-  frozen graph's accuracy on the test set.
+  difference of both artifacts' outputs against the float model on the held-out images
+  (train/heldout.npz); the quantize stage puts the frozen graph's accuracy on the ladder.
 """
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
-from model import data as D
 from toolchain.artifacts import atomic_write_json, provenance, staged_dir
 from toolchain.errors import UserError
+from toolchain.ladder import where_label
+from toolchain.tfsetup import configure_tf
 
 # Ops this model's frozen graph may contain, with the attributes TF 1.15 defines for them.
 TF115_ATTRS = {
@@ -129,7 +129,8 @@ def run_frozen(graph_def, in_name: str, out_name: str, x: np.ndarray, batch: int
 
 
 def freeze(cfg, build_dir: str | Path) -> dict:
-    from model.train import configure_tf, MODEL_FILE
+    from model.bundle import HELDOUT_FILE, MODEL_FILE, write_model_bundle
+    from model.evaluate import load_heldout
     build_dir = Path(build_dir)
     src = build_dir / "train" / MODEL_FILE
     if not src.exists():
@@ -140,36 +141,49 @@ def freeze(cfg, build_dir: str | Path) -> dict:
         model = tf.keras.models.load_model(str(src), compile=False)
     except (OSError, ValueError) as e:
         raise UserError(f"{src}: not a loadable Keras .h5 ({e}); run 'make train' again") from None
-    test = D.load_test_set(cfg.data)
+    classes, sets = load_heldout(build_dir / "train" / HELDOUT_FILE)
+    train_man = read_manifest(build_dir / "train")
     inference = strip_dropout(model)
     gd, inputs, outputs = freeze_graph(inference)
     stripped, problems = tf115_problems(gd)
     if problems:
         raise UserError("freeze: the frozen graph has what TF 1.15 cannot read: "
                         + "; ".join(problems[:5]))
-    ref = model.predict(test.x, batch_size=1024, verbose=0)
+    x_all = np.concatenate([x for x, _ in sets.values()])
+    mirror = bool(train_man["recognition"].get("mirror"))
+    ref = model.predict(as_float(x_all), batch_size=512, verbose=0)
     out_dir = build_dir / "freeze"
     with staged_dir(out_dir) as stage:
         inference.save(str(stage / H5_FILE), include_optimizer=False, save_format="h5")
         (stage / PB_FILE).write_bytes(gd.SerializeToString())
         reloaded = tf.keras.models.load_model(str(stage / H5_FILE), compile=False)
-        h5_out = reloaded.predict(test.x, batch_size=1024, verbose=0)
+        h5_out = reloaded.predict(as_float(x_all), batch_size=512, verbose=0)
         pb_gd = tf.compat.v1.GraphDef()
         pb_gd.ParseFromString((stage / PB_FILE).read_bytes())
-        pb_out = run_frozen(pb_gd, inputs[0], outputs[0], test.x)
-        io = {"input": inputs[0], "output": outputs[0], "input_shape": [None, 28, 28, 1],
-              "output_shape": [None, D.NUM_CLASSES], "input_range": [0.0, 1.0],
+        pb_out = run_frozen(pb_gd, inputs[0], outputs[0], as_float(x_all))
+        size = int(model.input_shape[1])
+        io = {"input": inputs[0], "output": outputs[0], "input_shape": [None, size, size, 1],
+              "output_shape": [None, len(classes)], "input_range": [0.0, 1.0],
               "output_kind": "logits"}
         atomic_write_json(stage / "io.json", io)
-        # labels.txt beside the model, so the folder is a complete host bundle for dpu_app
-        shutil.copy2(build_dir / "train" / "labels.txt", stage / "labels.txt")
+        # labels.txt + manifest.json beside the model: the folder is a host bundle for dpu_app
+        write_model_bundle(stage, stage / H5_FILE, classes, size,
+                           train_man["recognition"]["threshold"], train_man["recognition"]["how"],
+                           mirror)
+        threshold = train_man["recognition"]["threshold"]
         metrics = {
-            "images": len(test),
+            "images": int(len(x_all)), "sets": {k: int(len(x)) for k, (x, _) in sets.items()},
+            "scores": {"float": per_set_scores(
+                           lambda x: model.predict(as_float(x), batch_size=512, verbose=0),
+                           sets, classes, threshold, mirror),
+                       "frozen": per_set_scores(
+                           lambda x: run_frozen(pb_gd, inputs[0], outputs[0], as_float(x)),
+                           sets, classes, threshold, mirror)},
+            "where": {"float": where_label(f"TF {tf.__version__}"),
+                      "frozen": where_label("tf.compat.v1")},
             "max_abs_diff_h5": float(np.abs(h5_out - ref).max()),
             "max_abs_diff_pb": float(np.abs(pb_out - ref).max()),
-            "float_accuracy": float((ref.argmax(1) == test.y).mean()),
-            "frozen_accuracy": float((pb_out.argmax(1) == test.y).mean()),
-            "inference_h5_accuracy": float((h5_out.argmax(1) == test.y).mean()),
+            "argmax_agreement_pb": float((pb_out.argmax(1) == ref.argmax(1)).mean()),
             "dropout_layers_removed": len(model.layers) - len(inference.layers),
             "tf115_attrs_stripped": stripped,
             "nodes": len(pb_gd.node),
@@ -177,13 +191,35 @@ def freeze(cfg, build_dir: str | Path) -> dict:
         }
         atomic_write_json(stage / "metrics.json", metrics)
         atomic_write_json(stage / "provenance.json", provenance(
-            "freeze", cfg, inputs={"model": {"path": str(src)},
-                                   "test_csv": {"path": cfg.data.test_csv, "sha256": test.sha256}}))
+            "freeze", cfg, inputs={"model": {"path": str(src)}}))
     print(f"frozen: {out_dir / PB_FILE} (input '{inputs[0]}', output '{outputs[0]}', "
           f"{metrics['nodes']} nodes; stripped for TF 1.15: {', '.join(stripped) or 'nothing'})")
     print(f"inference model: {out_dir / H5_FILE} ({metrics['dropout_layers_removed']} Dropout "
           f"layers removed)")
-    print(f"check on {len(test):,} test images: max |diff| vs float model: .h5 "
-          f"{metrics['max_abs_diff_h5']:.2e}, .pb {metrics['max_abs_diff_pb']:.2e}; "
-          f"frozen accuracy {metrics['frozen_accuracy'] * 100:.2f}%")
+    print(f"check on {len(x_all):,} held-out images ({', '.join(sets)}): max |diff| vs the float "
+          f"model: .h5 {metrics['max_abs_diff_h5']:.2e}, .pb {metrics['max_abs_diff_pb']:.2e}")
     return metrics
+
+
+def per_set_scores(logits_fn, sets: dict, classes, threshold: float, mirror: bool) -> dict:
+    """Each held-out set scored by the app's rule (threshold, mirror averaging) with
+    `logits_fn` (uint8 images -> logits)."""
+    from model.evaluate import predict_heldout, score_sets
+    preds = predict_heldout(logits_fn, sets, mirror)
+    return {k: {kk: vv for kk, vv in v.items() if kk not in ("per_letter", "most_confused")}
+            for k, v in score_sets(preds, classes, threshold).items()}
+
+
+def read_manifest(bundle: Path) -> dict:
+    import json
+    from dpu_app.contract import MANIFEST_FILE
+    path = bundle / MANIFEST_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise UserError(f"{path} is missing or unreadable: run 'make train' again (it writes "
+                        f"the model's manifest)") from None
+
+
+def as_float(x_u8: np.ndarray) -> np.ndarray:
+    return (x_u8.astype(np.float32) / 255.0)[..., None]

@@ -19,8 +19,25 @@ from toolchain.config import load_config
 from toolchain.errors import ConfigError, UserError
 
 FIX = Path(__file__).parent / "fixtures" / "compile"
-LETTERS = list("ABCDEFGHIKLMNOPQRSTUVWXY")
+LETTERS = list("ABCDEFGHIKLMNOPQRSTUVWXY") + ["nothing"]
 FP_3_5 = "0x101000056010407"
+
+
+def write_bundle(folder: Path, model_file: str, size: int = 28):
+    """A model bundle's manifest as train/freeze/quantize write it (labels, preprocessing,
+    threshold): what the compile stage copies into the deploy manifest."""
+    from dpu_app.contract import Preprocess, make_manifest
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "labels.txt").write_text("\n".join(LETTERS) + "\n")
+    man = make_manifest(model_file=model_file, sha256="0" * 64, labels=LETTERS,
+                        preprocess=Preprocess(size, size), threshold=0.42,
+                        how="calibrated in a test", mirror=True)
+    (folder / "manifest.json").write_text(json.dumps(man))
+
+
+def bundle(folder: Path):
+    from dpu_app.contract import load_manifest
+    return load_manifest(str(folder / "manifest.json"))
 
 
 def cfg_with(tmp_path, *overrides):
@@ -38,7 +55,7 @@ def fixture(name):
 def test_tf2_command_is_vai_c_tensorflow2_with_input_shape_option():
     cmd = C.compiler_command("tf2", "vai_c_tensorflow2", Path("/b/quantize/quantized.h5"),
                              Path("/opt/vitis_ai/compiler/arch/DPUCZDX8G/ZCU104/arch.json"),
-                             Path("/b/compile.partial-1"), "signnet")
+                             Path("/b/compile.partial-1"), "signnet", "1,28,28,1")
     assert cmd == ["vai_c_tensorflow2", "-m", "/b/quantize/quantized.h5",
                    "-a", "/opt/vitis_ai/compiler/arch/DPUCZDX8G/ZCU104/arch.json",
                    "-o", "/b/compile.partial-1", "-n", "signnet",
@@ -48,15 +65,9 @@ def test_tf2_command_is_vai_c_tensorflow2_with_input_shape_option():
 def test_tf1_command_is_vai_c_tensorflow_on_the_frozen_eval_graph():
     cmd = C.compiler_command("tf1", "vai_c_tensorflow",
                              Path("/b/quantize-tf1/results/quantize_eval_model.pb"),
-                             Path("/arch/KV260/arch.json"), Path("/out"), "net")
+                             Path("/arch/KV260/arch.json"), Path("/out"), "net", "")
     assert cmd == ["vai_c_tensorflow", "-f", "/b/quantize-tf1/results/quantize_eval_model.pb",
                    "-a", "/arch/KV260/arch.json", "-o", "/out", "-n", "net"]
-
-
-def test_model_input_per_flow(tmp_path):
-    assert C.model_input("tf2", tmp_path) == tmp_path / "quantize" / "quantized.h5"
-    assert C.model_input("tf1", tmp_path) == tmp_path / "quantize-tf1" / "results" / \
-        "quantize_eval_model.pb"
 
 
 @pytest.mark.parametrize("bad", ["1,28,28", "1,28,28,0", "a,b,c,d", "1 28 28 1"])
@@ -87,10 +98,19 @@ def test_each_board_uses_its_arch_json_and_known_fingerprint(tmp_path, arch_dir,
     assert not (tmp_path / "stage").exists()
 
 
-def test_known_fingerprints_per_release():
-    assert targets.expected_fingerprint("DPUCZDX8G_ISA1_B4096", "3.5") == "0x101000056010407"
-    assert targets.expected_fingerprint("DPUCZDX8G_ISA1_B4096", "3.0.0") == "0x101000056010407"
-    assert targets.expected_fingerprint("DPUCZDX8G_ISA1_B4096", "2.5") == "0x101000016010407"
+def test_the_fingerprint_compile_expects_is_what_a_real_3_0_board_reports():
+    """Compile checks the xmodel against the fingerprint a Vitis AI 3.0/3.5 board carries; a
+    real `xdputil query` of a 3.0 image (tests/fixtures/board/) must agree, and a 2.5 image
+    must not (its boards refuse 3.x xmodels)."""
+    from dpu_app.dpu import parse_xdputil_query
+    cap = json.loads((Path(__file__).parent / "fixtures" / "board" /
+                      "xdputil_query_zcu102_vai3.0.json").read_text())
+    board = parse_xdputil_query(cap["stdout"])
+    assert int(targets.expected_fingerprint(board.archs[0], "3.5"), 16) == board.fingerprints[0]
+    old = json.loads((Path(__file__).parent / "fixtures" / "board" /
+                      "xdputil_query_kv260_vai2.5.json").read_text())
+    b25 = parse_xdputil_query(old["stdout"])
+    assert int(targets.expected_fingerprint(b25.archs[0], "3.5"), 16) not in b25.fingerprints
     assert targets.expected_fingerprint("DPUCZDX8G_ISA1_B4096", "1.4") is None
 
 
@@ -221,7 +241,7 @@ class FakeSubgraph:
 class FakeXir:
     """Just the xir calls compile/xmodel.py makes, shaped like a 3-subgraph DPU xmodel."""
 
-    def __init__(self, n_dpu=1, out_classes=24, fp=int(FP_3_5, 16), in_fix=7, out_fix=3,
+    def __init__(self, n_dpu=1, out_classes=25, fp=int(FP_3_5, 16), in_fix=7, out_fix=3,
                  with_fix=True):
         self.read = []
         fixp = (lambda v: v) if with_fix else (lambda v: None)
@@ -257,7 +277,7 @@ def test_read_dpu_io_from_fake_xir(tmp_path):
     assert fx.read == [str(tmp_path / "n.xmodel")]
     assert io["input"] == {"name": "quant_image", "shape": [1, 28, 28, 1], "dtype": "xint8",
                            "fix_point": 7}
-    assert io["output"] == {"name": "quant_logits", "shape": [1, 24], "dtype": "xint8",
+    assert io["output"] == {"name": "quant_logits", "shape": [1, 25], "dtype": "xint8",
                             "fix_point": 3}
     assert io["devices"] == ["USER", "DPU", "CPU"]
     assert io["dpu_fingerprint"] == FP_3_5
@@ -282,10 +302,11 @@ def test_xmodel_module_imports_without_xir_and_says_so(tmp_path, monkeypatch):
 def test_manifest_fields_from_fake_xir(tmp_path):
     xm = tmp_path / "signnet.xmodel"
     xm.write_bytes(b"abc")
+    write_bundle(tmp_path / "q", "quantized.h5")
     io = xmodel.read_dpu_io(xm, xir_module=FakeXir())
     man = M.build_manifest(name="signnet", xmodel=xm, board="zcu104",
                            target_name="DPUCZDX8G_ISA1_B4096", fingerprint=FP_3_5,
-                           vitis_ai_version="3.5", io=io, labels=LETTERS)
+                           vitis_ai_version="3.5", io=io, bundle=bundle(tmp_path / "q"))
     assert man == {
         "schema": 1, "name": "signnet",
         "xmodel": {"file": "signnet.xmodel",
@@ -295,20 +316,24 @@ def test_manifest_fields_from_fake_xir(tmp_path):
         "vitis_ai_version": "3.5",
         "input": {"name": "quant_image", "shape": [1, 28, 28, 1], "dtype": "xint8",
                   "fix_point": 7},
-        "output": {"name": "quant_logits", "shape": [1, 24], "dtype": "xint8", "fix_point": 3},
+        "output": {"name": "quant_logits", "shape": [1, 25], "dtype": "xint8", "fix_point": 3},
         "labels": LETTERS, "labels_file": "labels.txt",
         "preprocess": {"width": 28, "height": 28, "color": "gray", "scale": 1 / 255,
-                       "resize": "area", "layout": "NHWC"},
+                       "resize": "area", "layout": "NHWC", "hand_margin": 1.2},
+        "recognition": {"threshold": 0.42, "no_hand_label": "nothing", "mirror": True,
+                        "how": "calibrated in a test"},
     }
 
 
 def test_manifest_refuses_labels_that_do_not_match_the_output(tmp_path):
     xm = tmp_path / "n.xmodel"
     xm.write_bytes(b"x")
+    write_bundle(tmp_path / "q", "quantized.h5")
     io = xmodel.read_dpu_io(xm, xir_module=FakeXir(out_classes=26))
     with pytest.raises(UserError, match="26"):
         M.build_manifest(name="n", xmodel=xm, board="zcu104", target_name="t",
-                         fingerprint=FP_3_5, vitis_ai_version="3.5", io=io, labels=LETTERS)
+                         fingerprint=FP_3_5, vitis_ai_version="3.5", io=io,
+                         bundle=bundle(tmp_path / "q"))
 
 
 # --------------------------------------------------------------------------- the stage
@@ -365,8 +390,10 @@ def vai(tmp_path, monkeypatch, arch_dir):
     (build / "quantize-tf1" / "results").mkdir(parents=True)
     (build / "quantize" / "quantized.h5").write_bytes(b"h5")
     (build / "quantize-tf1" / "results" / "quantize_eval_model.pb").write_bytes(b"pb")
-    (build / "train").mkdir()
-    (build / "train" / "labels.txt").write_text("\n".join(LETTERS) + "\n")
+    (build / "quantize" / "metrics.json").write_text(json.dumps(
+        {"quantizer": "vai_q_tensorflow2 (Vitis AI image)"}))
+    write_bundle(build / "quantize", "quantized.h5")
+    write_bundle(build / "freeze", "inference.h5")
 
     class V:
         pass
@@ -400,7 +427,9 @@ def test_stage_writes_the_deploy_folder(vai, capsys):
     assert man["target"] == {"name": "DPUCZDX8G_ISA1_B4096", "fingerprint": FP_3_5}
     assert man["board"] == "zcu104" and man["vitis_ai_version"] == "3.5"
     assert man["labels"] == LETTERS and man["labels_file"] == "labels.txt"
+    assert man["recognition"]["threshold"] == 0.42 and man["recognition"]["mirror"] is True
     assert man["compiler"]["dpu_subgraphs"] == 1 and man["compiler"]["total_subgraphs"] == 3
+    assert man["compiler"]["quantized_by"] == "vai_q_tensorflow2 (Vitis AI image)"
     assert (out / "labels.txt").read_text().split() == LETTERS
     log = (out / "compile.log").read_text()
     assert log.startswith("$ ") and "DPU subgraph number 1" in log
@@ -481,8 +510,8 @@ def test_missing_inputs_say_which_make_target_to_run(vai):
     with pytest.raises(UserError, match="make quantize"):
         C.compile_stage(vai.cfg(), vai.build, xir_module=FakeXir())
     (vai.build / "quantize" / "quantized.h5").write_bytes(b"h5")
-    (vai.build / "train" / "labels.txt").unlink()
-    with pytest.raises(UserError, match="make train"):
+    (vai.build / "quantize" / "manifest.json").unlink()
+    with pytest.raises(UserError, match="manifest .* not found.*make quantize"):
         C.compile_stage(vai.cfg(), vai.build, xir_module=FakeXir())
     assert not (vai.build / "compile").exists() and leftovers(vai.build) == []
 
@@ -510,11 +539,15 @@ def test_tool_dir_is_used_instead_of_path(vai, monkeypatch):
                         xir_module=FakeXir())
 
 
-def test_compile_package_imports_on_python_3_8_syntax():
-    """The stage runs on the image's Python (3.8 for Vitis AI 3.5): no 3.9+ syntax."""
+def test_what_runs_in_the_image_parses_as_python_3_8():
+    """Stages run on the image's Python (3.8 for Vitis AI 3.5) with runner=docker: the code
+    they import has no 3.9+ syntax. The app runs on the board's Python 3.9."""
     import ast
-    for path in (Path(C.__file__).parent).glob("*.py"):
-        ast.parse(path.read_text(), filename=str(path), feature_version=(3, 8))
+    repo = Path(C.__file__).parent.parent
+    for pkg, version in (("compile", (3, 8)), ("toolchain", (3, 8)), ("model", (3, 8)),
+                         ("quantize", (3, 8)), ("dpu_app", (3, 8))):
+        for path in (repo / pkg).glob("*.py"):
+            ast.parse(path.read_text(), filename=str(path), feature_version=version)
 
 
 def test_cli_compile_on_the_host_is_one_error_line(repo_root, tmp_path):

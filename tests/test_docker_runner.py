@@ -359,20 +359,35 @@ def test_create_failure_is_one_line(tmp_path):
 
 # --------------------------------------------------------------------------- runner choice
 
-class _FakeStage:
-    needs_container, command, target = False, "", "dummy"
+def _dummy(calls, image, fail=None):
+    """A stage (as declared in toolchain/stages.py) that records where it ran."""
+    from toolchain.stages import Stage
 
-    def __init__(self, calls):
-        self.calls = calls
-
-    def load(self):
-        return lambda cfg, build_dir: self.calls.append(Path(build_dir)) or {}
+    def fn(cfg, build_dir):
+        calls.append(Path(build_dir))
+        if fail:
+            raise UserError(fail)
+        return {}
+    st = Stage("dummy", "x:y", "a test stage", sections=(), inputs=lambda c: {},
+               outputs=lambda c: {"x": "dummy/x"}, image=image)
+    object.__setattr__(st, "load", lambda: fn)
+    return st
 
 
 @pytest.fixture
 def dummy_stage(monkeypatch):
+    """A stage that may run anywhere: under runner=auto it stays on the host."""
     calls = []
-    monkeypatch.setitem(runners.STAGES, "dummy", _FakeStage(calls))
+    monkeypatch.setitem(runners.STAGES, "dummy", _dummy(calls, "no"))
+    return calls
+
+
+@pytest.fixture
+def image_stage(monkeypatch):
+    """A stage that needs the image (like compile); on the host it fails with its own line."""
+    calls = []
+    monkeypatch.setitem(runners.STAGES, "dummy", _dummy(calls, "required",
+                                                         fail="dummy needs the compiler"))
     return calls
 
 
@@ -384,39 +399,57 @@ def test_host_runner_never_touches_docker(tmp_path, dummy_stage):
     assert dummy_stage == [tmp_path]
 
 
-def test_auto_without_engine_runs_on_host_with_a_notice(tmp_path, dummy_stage, capsys):
-    rc = runners.run_stage("dummy", cfg_with(tmp_path), Args(tmp_path),
-                           client_factory=no_engine)
-    assert rc == 0 and dummy_stage == [tmp_path]
-    err = capsys.readouterr().err
-    assert err == ("note: running 'dummy' on the host: no Docker engine answers "
-                   "(socket missing)\n")
-
-
-def test_auto_without_image_runs_on_host_with_the_pull_hint(tmp_path, dummy_stage, capsys):
-    rc = runners.run_stage("dummy", cfg_with(tmp_path), Args(tmp_path),
-                           client_factory=lambda: FakeClient(images=()))
-    assert rc == 0 and dummy_stage == [tmp_path]
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"docker pull {IMAGE}" in err
-
-
-def test_auto_with_engine_and_image_uses_the_container(tmp_path, dummy_stage):
-    client = FakeClient()
-    rc = runners.run_stage("dummy", cfg_with(tmp_path), Args(tmp_path),
-                           client_factory=lambda: client)
-    assert rc == 0 and dummy_stage == [] and len(client.created) == 1
-
-
-def test_auto_inside_our_container_runs_on_host_silently(tmp_path, dummy_stage, monkeypatch,
-                                                         capsys):
-    monkeypatch.setenv("TOOLCHAIN_IN_CONTAINER", "1")
-
+def test_auto_runs_stages_that_do_not_need_the_image_on_the_host(tmp_path, dummy_stage,
+                                                                 capsys):
+    """runner=auto sends only the stages that need the image to it (train, freeze and
+    quantize run on the host even with the image present), and says nothing about it."""
     def boom():
         raise AssertionError("docker consulted")
     assert runners.run_stage("dummy", cfg_with(tmp_path), Args(tmp_path),
                              client_factory=boom) == 0
     assert dummy_stage == [tmp_path] and capsys.readouterr().err == ""
+
+
+def test_auto_without_engine_the_image_stage_says_why_in_its_own_line(tmp_path, image_stage):
+    with pytest.raises(UserError) as e:
+        runners.run_stage("dummy", cfg_with(tmp_path), Args(tmp_path), client_factory=no_engine)
+    assert str(e.value) == ("dummy needs the compiler (the container was not used: no Docker "
+                            "engine answers (socket missing))")
+    assert image_stage == [tmp_path]
+
+
+def test_auto_without_image_the_image_stage_gives_the_pull_hint(tmp_path, image_stage):
+    with pytest.raises(UserError) as e:
+        runners.run_stage("dummy", cfg_with(tmp_path), Args(tmp_path),
+                          client_factory=lambda: FakeClient(images=()))
+    assert "(the container was not used: image" in str(e.value)
+    assert f"docker pull {IMAGE}" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_auto_with_engine_and_image_uses_the_container_for_the_image_stage(tmp_path,
+                                                                           image_stage):
+    client = FakeClient()
+    rc = runners.run_stage("dummy", cfg_with(tmp_path), Args(tmp_path),
+                           client_factory=lambda: client)
+    assert rc == 0 and image_stage == [] and len(client.created) == 1
+
+
+def test_docker_runner_sends_every_stage_to_the_container(tmp_path, dummy_stage):
+    client = FakeClient()
+    rc = runners.run_stage("dummy", cfg_with(tmp_path, "runner=docker"), Args(tmp_path),
+                           client_factory=lambda: client)
+    assert rc == 0 and dummy_stage == [] and len(client.created) == 1
+
+
+def test_auto_inside_our_container_runs_on_host_silently(tmp_path, image_stage, monkeypatch,
+                                                         capsys):
+    monkeypatch.setenv("TOOLCHAIN_IN_CONTAINER", "1")
+
+    def boom():
+        raise AssertionError("docker consulted")
+    with pytest.raises(UserError, match="^dummy needs the compiler$"):
+        runners.run_stage("dummy", cfg_with(tmp_path), Args(tmp_path), client_factory=boom)
+    assert image_stage == [tmp_path] and capsys.readouterr().err == ""
 
 
 def test_docker_runner_without_engine_or_image_is_one_clear_error(tmp_path, dummy_stage):
@@ -430,16 +463,6 @@ def test_docker_runner_without_engine_or_image_is_one_clear_error(tmp_path, dumm
     assert str(e.value).startswith(f"docker image {IMAGE} is not on this machine: run "
                                    f"`docker pull {IMAGE}`")
     assert dummy_stage == []
-
-
-def test_stage_table_has_the_pipeline():
-    assert runners.STAGES["freeze"].target == "quantize.freeze:freeze"
-    assert runners.STAGES["quantize"].target == "quantize.quantize:quantize"
-    assert runners.STAGES["compile"].target == "compile.compile:compile_stage"
-    assert runners.STAGES["compile"].needs_container
-    assert not runners.STAGES["train"].needs_container
-    assert runners.cli_command("lr_find") == "lr-find"
-    assert runners.STAGES["compile"].load().__name__ == "compile_stage"
 
 
 # --------------------------------------------------------------------------- no engine here

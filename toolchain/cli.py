@@ -7,12 +7,15 @@ Every command takes `--config FILE` (default config/default.yaml), `--set key=va
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from .config import config_hash, describe, load_config, to_dict
+from dpu_app.errors import AppError
+
 from .errors import UserError
-from .runners import STAGES, cli_command
+from .stages import STAGES, pipeline
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -25,6 +28,23 @@ def _common(p: argparse.ArgumentParser) -> None:
 def cmd_stage(cfg, args) -> int:
     from .runners import run_stage
     return run_stage(args.stage, cfg, args)   # where: cfg.runner (host / docker / auto)
+
+
+def cmd_run(cfg, args) -> int:
+    """FINN-style: the pipeline's stages from --from to --to, in order, each where it runs."""
+    from .runners import run_stage
+    for name in pipeline(args.start, args.stop):
+        print(f"== {name}", flush=True)
+        rc = run_stage(name, cfg, args)
+        if rc:
+            return rc
+    return 0
+
+
+def cmd_deps(cfg, args) -> int:
+    from .makedeps import write_deps
+    write_deps(cfg, Path(args.build_dir), args.write)
+    return 0
 
 
 def cmd_shell(cfg, args) -> int:
@@ -59,33 +79,50 @@ def cmd_config(cfg, args) -> int:
 
 
 def cmd_show(cfg, args) -> int:
+    """The figures of a finished stage, as `make <stage>` prints them when it is up to date."""
     import json
-    path = Path(args.build_dir) / args.stage / "metrics.json"
+    build = Path(args.build_dir)
+    if args.stage == "quantize":
+        ladder = build / "ladder" / "ladder.md"
+        if cfg.quantize.flow == "tf1":
+            print(f"quantize.flow=tf1: the quantized graph is "
+                  f"{build / 'quantize-tf1' / 'results' / 'quantize_eval_model.pb'}")
+        elif ladder.exists():
+            sys.stdout.write(ladder.read_text())
+        else:
+            raise UserError(f"{ladder} does not exist: run 'make quantize' first")
+        return 0
+    path = build / "train" / "metrics.json"
     if not path.exists():
-        raise UserError(f"{path} does not exist: run 'make {args.stage}' first")
+        raise UserError(f"{path} does not exist: run 'make train' first")
+    from model.evaluate import headline
     m = json.loads(path.read_text())
-    if args.stage == "train":
-        val = f" (validation {m['val_accuracy'] * 100:.2f}%)" if m.get("val_accuracy") else ""
-        print(f"test accuracy {m['test_accuracy'] * 100:.2f}% on {m['test_images']:,} test "
-              f"images{val}; {m['epochs_run']} epochs, training {m['train_seconds']:.0f}s; "
-              f"model {Path(args.build_dir) / 'train' / 'model.h5'}")
+    print(f"{headline(m['sets'])}; app threshold {m['threshold']:.2f}; {m['epochs_run']} epoch"
+          f"{'s' if m['epochs_run'] != 1 else ''}, training {m['train_seconds']:.0f}s; model "
+          f"{build / 'train' / 'model.h5'}")
     return 0
 
 
 def cmd_deploy(cfg, args) -> int:
-    from .board import deploy
+    from deploy.commands import deploy
     deploy(cfg, Path(args.build_dir), args.board)
     return 0
 
 
 def cmd_board_run(cfg, args) -> int:
-    from .board import board_run
+    from deploy.commands import board_run
     return board_run(cfg, Path(args.build_dir), args.board, port=args.port)
 
 
 def cmd_board_bench(cfg, args) -> int:
-    from .board import board_bench
+    from deploy.commands import board_bench
     board_bench(cfg, Path(args.build_dir), args.board, threads=args.threads, run=not args.no_run)
+    return 0
+
+
+def cmd_board_eval_photos(cfg, args) -> int:
+    from deploy.commands import board_eval_photos
+    board_eval_photos(cfg, Path(args.build_dir), args.photos, args.board)
     return 0
 
 
@@ -100,9 +137,23 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Sign Language MNIST -> Vitis AI DPU toolchain")
     sub = ap.add_subparsers(dest="command", required=True)
     for name, stage in STAGES.items():          # train, lr-find, freeze, quantize, compile
-        p = sub.add_parser(cli_command(name), help=stage.description)
+        p = sub.add_parser(stage.cli, help=stage.description)
         _common(p)
         p.set_defaults(func=cmd_stage, stage=name)
+    p = sub.add_parser("run", help="run a stretch of the pipeline (train -> freeze -> quantize "
+                       "-> compile), each stage where it runs")
+    _common(p)
+    p.add_argument("--from", dest="start", default=None, metavar="STAGE",
+                   help="first stage (default train)")
+    p.add_argument("--to", dest="stop", default=None, metavar="STAGE",
+                   help="last stage (default compile)")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("deps", help="write <build>/deps.mk and <build>/.cfg/<stage>.yaml (for "
+                       "Make) from the stage table")
+    _common(p)
+    p.add_argument("--write", default=None, metavar="FILE", help="deps file (default "
+                   "<build>/deps.mk)")
+    p.set_defaults(func=cmd_deps)
     p = sub.add_parser("shell", help="interactive shell in the Vitis AI container "
                        "(same mounts, user and env as the docker runner)")
     _common(p)
@@ -117,10 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_config)
     p = sub.add_parser("show", help="print the figures of a finished stage (e.g. show train)")
     _common(p)
-    p.add_argument("stage", choices=["train"])
+    p.add_argument("stage", choices=["train", "quantize"])
     p.set_defaults(func=cmd_show)
     p = sub.add_parser("deploy", help="check the board's DPU fingerprint, then copy the xmodel, "
-                       "manifest, labels, test CSV and dpu_app/ to it (scp -r)")
+                       "manifest, labels, test sets and dpu_app/ to it (scp -r)")
     _common(p)
     _board_arg(p)
     p.set_defaults(func=cmd_deploy)
@@ -138,6 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-run", action="store_true",
                    help="only refill the ladder from an existing build/board/bench.json")
     p.set_defaults(func=cmd_board_bench)
+    p = sub.add_parser("board-eval-photos", help="copy a labelled photo folder to the board "
+                       "and score it there with the .xmodel (the app's own pipeline)")
+    _common(p)
+    _board_arg(p)
+    p.add_argument("--photos", required=True, metavar="DIR", help="photo folder (one "
+                   "sub-folder per letter, optional manifest.csv with hand boxes)")
+    p.set_defaults(func=cmd_board_eval_photos)
     return ap
 
 
@@ -146,9 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
         return int(args.func(cfg, args) or 0)
-    except UserError as e:
+    except (UserError, AppError) as e:      # the app's contract raises AppError: same rule
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:               # e.g. `config --keys | head`: the reader left
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

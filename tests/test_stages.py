@@ -1,0 +1,162 @@
+"""The stage graph is declared once (toolchain/stages.py) and Make follows it: `make -n` plans
+exactly the stale stages for a config change in each section, for the TF1 flow, and inside
+the container (TOOLCHAIN_IN_CONTAINER=1)."""
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from toolchain import stages as S
+from toolchain.config import load_config
+
+REPO = Path(__file__).resolve().parent.parent
+CHAIN = ["train", "freeze", "quantize", "compile"]
+
+
+def make_n(build, *goals, env=None, sets=()):
+    """The stages `make -n <goals>` would run, in order."""
+    cmd = ["make", "--no-print-directory", "-C", str(REPO), "-n", *goals, f"BUILD={build}",
+           f"PY={sys.executable}", "VENV_OK="]
+    if sets:
+        cmd.append("SET=" + " ".join(sets))
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env or os.environ.copy())
+    assert r.returncode == 0, r.stdout + r.stderr
+    return re.findall(r"-m toolchain (train|lr-find|freeze|quantize|compile) ", r.stdout), r.stdout
+
+
+def make_fresh(build, *sets):
+    """Every stage's stamp exists and is newer than everything it depends on, and all of it
+    lies in the past, so that a config file rewritten now is newer than the stamps."""
+    subprocess.run([sys.executable, "-m", "toolchain", "deps", "--build-dir", str(build),
+                    *[a for s in sets for a in ("--set", s)]], cwd=REPO, check=True)
+    cfg = load_config(None, list(sets))
+    newest = max(os.stat(REPO / p).st_mtime for st in S.STAGES.values()
+                 for p in [*S.STAGES[st.name].data(cfg)] + [str(f) for pat in
+                                                             (*S.BASE_SOURCES, *st.sources)
+                                                             for f in REPO.glob(pat)])
+    t = int(newest) + 1
+    for f in (Path(build) / ".cfg").iterdir():
+        os.utime(f, (t, t))
+    for i, name in enumerate(["lr_find", *CHAIN]):
+        p = Path(build) / S.STAGES[name].stamp(cfg)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.touch()
+        os.utime(p, (t + 1 + i, t + 1 + i))
+    while time.time() < t + 8:            # a fresh clone: let the clock pass the stamps
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def fresh(tmp_path):
+    make_fresh(tmp_path)
+    return tmp_path
+
+
+def test_nothing_built_plans_the_whole_chain(tmp_path):
+    assert make_n(tmp_path, "compile")[0] == CHAIN
+
+
+def test_up_to_date_plans_nothing(fresh):
+    assert make_n(fresh, "compile")[0] == []
+    assert make_n(fresh, "train", "lr-find")[0] == []
+
+
+@pytest.mark.parametrize("setting,stale", [
+    ("seed=7", CHAIN),
+    ("data.photo_val_fraction=0.3", CHAIN),
+    ("model.dense_units=64", CHAIN),
+    ("train.epochs=3", CHAIN),
+    ("recognition.max_hand_rejection=0.1", CHAIN),
+    ("quantize.calib_size=500", ["quantize", "compile"]),
+    ("quantize.max_photo_drop_pt=2", ["quantize", "compile"]),
+    ("compile.name=other", ["compile"]),
+    ("docker.image=my/vitis:1", ["compile"]),       # only compile runs in the image under auto
+    ("docker.stop_timeout=30", []),
+    ("board.port=9000", []),
+    ("lr_find.num_batches=100", []),
+    ("runner=docker", CHAIN),                       # every stage moves into the image
+])
+def test_a_config_change_replans_exactly_the_stages_that_read_it(fresh, setting, stale):
+    assert make_n(fresh, "compile", sets=[setting])[0] == stale
+
+
+def test_lr_find_follows_its_own_section(fresh):
+    assert make_n(fresh, "lr-find", sets=["lr_find.num_batches=100"])[0] == ["lr-find"]
+
+
+def test_a_source_change_replans_its_stage_and_what_follows(fresh):
+    cfg = load_config(None)
+    stamp = Path(fresh) / S.STAGES["quantize"].stamp(cfg)
+    future = stamp.stat().st_mtime + 100
+    src = REPO / "quantize" / "quantize.py"
+    old = src.stat().st_mtime
+    try:
+        os.utime(src, (future, future))
+        assert make_n(fresh, "compile")[0] == ["quantize", "compile"]
+    finally:
+        os.utime(src, (old, old))
+
+
+def test_tf1_flow_plans_its_own_output_and_no_ladder(tmp_path):
+    make_fresh(tmp_path, "quantize.flow=tf1")
+    assert make_n(tmp_path, "compile", sets=["quantize.flow=tf1"])[0] == []
+    (Path(tmp_path) / "quantize-tf1" / "results" / "quantize_eval_model.pb").unlink()
+    plan, out = make_n(tmp_path, "quantize", sets=["quantize.flow=tf1"])
+    assert plan == ["quantize"] and "ladder.md" not in out and "cat " not in out
+
+
+def test_inside_the_container_make_uses_the_images_python_and_no_venv(tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "python").symlink_to(sys.executable)       # the image's `python`
+    env = dict(os.environ, TOOLCHAIN_IN_CONTAINER="1", PATH=f"{bindir}:{os.environ['PATH']}")
+    r = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "-n", "quantize",
+                        f"BUILD={tmp_path / 'b'}"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "setup-venv" not in r.stdout and ".venv" not in r.stdout
+    assert "python -m toolchain train" in r.stdout and "python -m toolchain quantize" in r.stdout
+
+
+def test_stages_read_their_inputs_from_what_the_previous_stage_declared():
+    cfg = load_config(None)
+    for name, st in S.STAGES.items():
+        for rel in st.inputs(cfg).values():
+            assert S.producer(cfg, rel), f"{name} reads {rel}, which no stage writes"
+    tf1 = load_config(None, ["quantize.flow=tf1"])
+    assert S.inp(tf1, "b", "compile", "model") == Path("b/quantize-tf1/results/"
+                                                       "quantize_eval_model.pb")
+    assert S.inp(cfg, "b", "compile", "model") == Path("b/quantize/quantized.h5")
+
+
+def test_pipeline_from_to():
+    assert S.pipeline(None, None) == CHAIN
+    assert S.pipeline("freeze", "quantize") == ["freeze", "quantize"]
+    from toolchain.errors import UserError
+    with pytest.raises(UserError, match="comes after"):
+        S.pipeline("compile", "train")
+
+
+def test_placement_under_auto_is_the_image_only_for_compile():
+    auto = load_config(None)
+    assert {n: s.placement(auto) for n, s in S.STAGES.items()} == {
+        "train": "host", "lr_find": "host", "freeze": "host", "quantize": "host",
+        "compile": "docker"}
+    docker = load_config(None, ["runner=docker"])
+    assert {s.placement(docker) for s in S.STAGES.values()} == {"docker"}
+
+
+def test_make_says_which_config_change_makes_a_stage_stale(fresh):
+    """`make train SET=...` then `make freeze`: the retraining is announced with the key
+    that caused it (it used to retrain silently for minutes)."""
+    cmd = ["make", "--no-print-directory", "-C", str(REPO), "-n", "freeze", f"BUILD={fresh}",
+           f"PY={sys.executable}", "VENV_OK=", "SET=train.epochs=3"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "note: train is out of date: its config changed since it last ran (train.epochs " \
+           "6 -> 3)" in r.stderr
+    r2 = subprocess.run(cmd[:-1], capture_output=True, text=True)       # back to the default
+    assert "train.epochs 3 -> 6" in r2.stderr
