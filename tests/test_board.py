@@ -1,9 +1,9 @@
-"""Board tooling (toolchain/board.py), tested by contract: NOT YET RUN ON A REAL BOARD.
+"""Board tooling (deploy/), tested by contract: NOT YET RUN ON A REAL BOARD.
 
-- `xdputil query` parsing runs on real board output (tests/fixtures/board/*.json; each file
-  names its source URL): a Vitis AI 3.0 image (ZCU102, same DPU release as the ZCU104 3.0
-  image), a 2.5 image (KV260), and a failing query (Vitis-AI issue #1215).
-- ssh/scp command lines are checked exactly.
+- `xdputil query` parsing (dpu_app/dpu.py) runs on real board output
+  (tests/fixtures/board/*.json; each file names its source URL): a Vitis AI 3.0 image
+  (ZCU102, same DPU release as the ZCU104 3.0 image), a 2.5 image (KV260), and a failing query
+  (Vitis-AI issue #1215).
 - The whole deploy / board-run / board-bench flow runs against a fake `ssh`/`scp` put first on
   PATH (tests/fixtures/board/fake_ssh.py): it prints the real captures, records every argv
   and copies files into a local folder standing for the board. Nothing touches the network;
@@ -23,8 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from compile.manifest import sha256_file
-from toolchain import board as B
+from deploy import bundle as BU
+from deploy import commands as B
+from deploy import transport as T
+from dpu_app.contract import sha256_file
+from dpu_app.dpu import describe_fingerprint, parse_xdputil_query
 from toolchain.cli import main as cli_main
 from toolchain.config import load_config
 from toolchain.errors import UserError
@@ -46,85 +49,59 @@ def capture(name: str) -> dict:
 def test_parse_real_vai30_query():
     cap = capture("xdputil_query_zcu102_vai3.0.json")
     assert cap["source"].startswith("https://github.com/")
-    info = B.parse_xdputil_query(cap["stdout"])
+    info = parse_xdputil_query(cap["stdout"])
     assert info.fingerprints == [FP3, FP3, FP3]          # the softmax CU (0x0) is skipped
     assert info.archs == ["DPUCZDX8G_ISA1_B4096"] * 3
     assert info.ip_version == "v4.1.0" and info.vai_version == "3.0.0"
     # a serial-console transcript (glog lines first, then JSON) parses the same
-    info2 = B.parse_xdputil_query(cap["stderr"] + cap["stdout"] + "root@xilinx-zcu102-20222:~# ")
+    info2 = parse_xdputil_query(cap["stderr"] + cap["stdout"] + "root@xilinx-zcu102-20222:~# ")
     assert info2.fingerprints == info.fingerprints
 
 
 def test_parse_real_vai25_query():
     cap = capture("xdputil_query_kv260_vai2.5.json")
-    info = B.parse_xdputil_query(cap["stdout"])
+    info = parse_xdputil_query(cap["stdout"])
     assert info.fingerprints == [FP25] and info.vai_version == "2.5.0"
     assert info.ip_version == "v4.0.0"
-    assert "2.5-era" in B.describe_fingerprint(FP25) and "3.0" in B.describe_fingerprint(FP3)
+    assert "2.5-era" in describe_fingerprint(FP25) and "3.0" in describe_fingerprint(FP3)
 
 
 @pytest.mark.parametrize("text", ["", "Segmentation fault", '{"kernels": []}',
                                   '{"kernels": [{"DPU Arch": "", "fingerprint": "0x0"}]}'])
 def test_parse_rejects_output_without_a_dpu(text):
     with pytest.raises(ValueError):
-        B.parse_xdputil_query(text)
+        parse_xdputil_query(text)
 
 
 def test_fingerprints_compare_as_numbers():
-    info = B.parse_xdputil_query('{"kernels": [{"DPU Arch": "DPUCZDX8G_ISA1_B4096", '
+    info = parse_xdputil_query('{"kernels": [{"DPU Arch": "DPUCZDX8G_ISA1_B4096", '
                                  '"fingerprint": "0x0101000056010407"}]}')
     B.check_fingerprint(info, FP3, TARGET, Path("x.xmodel"))   # leading zero: same value
 
 
 # ----------------------------------------------------------------------------- command lines
 
-def test_ssh_and_scp_command_lines_are_exact():
-    cfg = load_config(None)
-    assert B.ssh_argv(cfg, TARGET, B.XDPUTIL_QUERY) == [
-        "ssh", *OPTS, TARGET,
-        "if command -v xdputil >/dev/null 2>&1; then xdputil query; "
-        "else python3 -m xdputil query; fi"]
-    assert B.ssh_argv(cfg, TARGET, "true", tty=True) == ["ssh", *OPTS, "-tt", TARGET, "true"]
-    assert B.scp_argv(cfg, ["a", "b"], f"{TARGET}:/x/") == ["scp", "-r", *OPTS, "a", "b",
-                                                            f"{TARGET}:/x/"]
-    assert B.scp_argv(cfg, ["a"], "d", legacy=True) == ["scp", "-r", "-O", *OPTS, "a", "d"]
-    # BatchMode / ConnectTimeout are kept even when the user's options leave them out
-    cfg2 = load_config(None, ["board.ssh_options=[-o, Port=2222, -i, /k/id_ed25519]"])
-    assert B.ssh_options(cfg2) == ["-o", "Port=2222", "-i", "/k/id_ed25519",
-                                   "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
-    cfg3 = load_config(None, ["board.ssh_options=[-o, ConnectTimeout=3, -o, BatchMode=yes]"])
-    assert B.ssh_options(cfg3) == ["-o", "ConnectTimeout=3", "-o", "BatchMode=yes"]
-
-
-def test_remote_app_command_lines_are_exact():
-    cfg = load_config(None)
-    assert B.run_app_command(cfg, "signnet.xmodel") == (
-        "cd /home/root/signlang && exec python3 -m dpu_app "
-        "--model /home/root/signlang/model/signnet.xmodel "
-        "--manifest /home/root/signlang/model/manifest.json --web --host 0.0.0.0 --port 8080")
-    assert B.bench_command(cfg, "signnet.xmodel", 2) == (
-        "mkdir -p /home/root/signlang/results && cd /home/root/signlang && python3 -m dpu_app "
-        "--model /home/root/signlang/model/signnet.xmodel "
-        "--manifest /home/root/signlang/model/manifest.json --bench "
-        "--csv /home/root/signlang/data/sign_mnist_test.csv "
-        "--json /home/root/signlang/results/bench.json --threads 2")
-    odd = load_config(None, ["board.remote_dir=/home/root/my app", "board.port=9000"])
-    assert B.run_app_command(odd, "n.xmodel") == (
-        "cd '/home/root/my app' && exec python3 -m dpu_app --model '/home/root/my app/model/n.xmodel'"
-        " --manifest '/home/root/my app/model/manifest.json' --web --host 0.0.0.0 --port 9000")
+def test_ssh_options_never_prompt_and_never_hang():
+    """Whatever board.ssh_options says, ssh runs with BatchMode (no password prompt) and a
+    connect timeout, and the user's own values are kept, not doubled."""
+    cfg = load_config(None, ["board.ssh_options=[-o, Port=2222]"])
+    opts = T.ssh_options(cfg)
+    assert "BatchMode=yes" in opts and "ConnectTimeout=10" in opts and "Port=2222" in opts
+    cfg2 = load_config(None, ["board.ssh_options=[-o, ConnectTimeout=3, -o, BatchMode=no]"])
+    assert T.ssh_options(cfg2) == ["-o", "ConnectTimeout=3", "-o", "BatchMode=no"]
 
 
 @pytest.mark.parametrize("good", ["root@192.168.1.50", "root@zcu104.local", "zcu104",
                                   "root@[fe80::1]", "petalinux@10.0.0.2"])
 def test_good_targets(good):
-    assert B.check_target(good) == good
+    assert T.check_target(good) == good
 
 
 @pytest.mark.parametrize("bad", ["", "root@", "-oProxyCommand=sh", "root@host; rm -rf /",
                                  "root@a b", "@host", "root@host:22"])
 def test_bad_targets_are_one_clear_line(bad):
     with pytest.raises(UserError, match="BOARD=root@<board-ip>"):
-        B.check_target(bad)
+        T.check_target(bad)
 
 
 def test_viewer_url():
@@ -184,7 +161,7 @@ def app_dir(tmp_path, monkeypatch):
     shutil.copy2(REPO / "dpu_app" / "web.py", d / "web.py")
     (d / "__pycache__").mkdir()
     (d / "__pycache__" / "web.cpython-311.pyc").write_bytes(b"junk")
-    monkeypatch.setattr(B, "DPU_APP_DIR", d)
+    monkeypatch.setattr(BU, "DPU_APP_DIR", d)
     return d
 
 
@@ -196,7 +173,7 @@ def build(tmp_path):
     cdir.mkdir(parents=True)
     xm = cdir / "signnet.xmodel"
     xm.write_bytes(b"XMODEL" + bytes(range(256)) * 8)
-    (cdir / "labels.txt").write_text("\n".join("ABCDEFGHIKLMNOPQRSTUVWXY") + "\n")
+    (cdir / "labels.txt").write_text("\n".join("ABCDEFGHIKLMNOPQRSTUVWXY") + "\nnothing\n")
     manifest = {"schema": 1, "name": "signnet",
                 "xmodel": {"file": "signnet.xmodel", "sha256": sha256_file(xm)},
                 "board": "zcu104", "target": {"name": "DPUCZDX8G_ISA1_B4096",
@@ -212,6 +189,14 @@ def cfg(tmp_path):
     with gzip.open(csv, "wt") as f:
         f.write("label,pixel1\n3,7\n")          # deploy only copies it (decompressed)
     return load_config(None, [f"data.test_csv={csv}"])
+
+
+def with_photos(build: Path) -> Path:
+    """The trainer's exported validation photos, as make train leaves them."""
+    d = build / "train" / "photos_val" / "A"
+    d.mkdir(parents=True)
+    (d / "x.jpg").write_bytes(b"\xff\xd8 not decoded here")
+    return build
 
 
 def quiet(*a, **k):
@@ -276,7 +261,9 @@ def test_unreachable_board_is_one_clear_line_from_the_cli(fake, app_dir, build, 
 
 @pytest.mark.parametrize("mode,needle", [
     ("refused", "unreachable over ssh (Connection refused)"),
-    ("auth", "ssh-copy-id root@192.0.2.10"),
+    ("auth", "refuses root's default login over ssh"),
+    ("auth", "on the board's serial console set a password (`passwd`) and run `ssh-copy-id "
+             "root@192.0.2.10`"),
     ("hostkey", "StrictHostKeyChecking=accept-new"),
     ("changed", "ssh-keygen -R 192.0.2.10"),
 ])
@@ -323,8 +310,11 @@ def test_no_board_given(fake, app_dir, build, cfg):
         B.deploy(cfg, build, None, log=quiet)
 
 
-def test_scp_falls_back_to_the_classic_protocol(fake, app_dir, build, cfg):
-    fake.set(FAKE_SCP_NO_SFTP="1")
+@pytest.mark.parametrize("how", ["1", "closed"])
+def test_scp_falls_back_to_the_classic_protocol(fake, app_dir, build, cfg, how):
+    """The board image has no sftp-server: newer scp fails (named, or just "Connection
+    closed") and is retried once with -O."""
+    fake.set(FAKE_SCP_NO_SFTP=how)
     record = B.deploy(cfg, build, TARGET, log=quiet)
     scps = [c for c in fake.calls() if c[0] == "scp"]
     assert len(scps) == 2 and "-O" not in scps[0] and scps[1][:3] == ["scp", "-r", "-O"]
@@ -345,13 +335,9 @@ def test_board_run_starts_the_app_and_prints_the_url(fake, app_dir, build, cfg, 
     lines = []
     assert B.board_run(cfg, build, None, log=lines.append) == 0     # target from the deploy
     assert lines[0].startswith("live viewer: open http://192.0.2.10:8080/ ")
-    calls = fake.calls()[3:]
-    assert calls[0] == ["ssh", *OPTS, TARGET,
-                        "test -f /home/root/signlang/dpu_app/__main__.py && "
-                        "test -f /home/root/signlang/model/signnet.xmodel && "
-                        "test -f /home/root/signlang/model/manifest.json"]
-    assert calls[1] == ["ssh", *OPTS, "-tt", TARGET, B.run_app_command(cfg, "signnet.xmodel")]
-    assert "viewer at http://0.0.0.0:8080/" in capfd.readouterr().out
+    run = fake.calls()[-1]
+    assert run[:len(OPTS) + 3] == ["ssh", *OPTS, "-tt", TARGET]     # Ctrl-C reaches the board
+    assert "viewer at http://0.0.0.0:8080/" in capfd.readouterr().out  # the fake board ran it
 
 
 def test_board_run_before_deploy(fake, app_dir, build, cfg):
@@ -361,55 +347,65 @@ def test_board_run_before_deploy(fake, app_dir, build, cfg):
 
 
 # ----------------------------------------------------------------------------- board-bench
+def write_ladder(build: Path):
+    from toolchain import ladder as L
+    sets = {"sign_mnist_test": 7172, "photos_val": 273, "no_hand_val": 889}
+    sc = {"sign_mnist_test": {"accuracy": 0.955}, "photos_val": {"accuracy": 0.81},
+          "no_hand_val": {"no_hand": 0.97}}
+    i8 = {"sign_mnist_test": {"accuracy": 0.9521}, "photos_val": {"accuracy": 0.8022},
+          "no_hand_val": {"no_hand": 0.968}}
+    L.write(build, L.build([L.rung("float", "train/model.h5", "host", sc),
+                            L.rung("frozen", "freeze/frozen.pb", "host", sc),
+                            L.rung("int8", "quantize/quantized.h5", "host", i8)],
+                           sets, {"sign_mnist_test": 0.3, "photos_val": 1.0}, 0.5))
 
-def write_ladder(build: Path, cfg):
-    from quantize.quantize import write_ladder as lead_write_ladder
-    lead_write_ladder(build, cfg, 0.955, {"frozen_accuracy": 0.955}, 0.9521, 7172)
+
+BENCH = {"accuracy": 0.9512, "fps": 3456.7, "runs": [{"threads": 1}, {"threads": 2}],
+         "sets": {"sign_mnist_test": {"images": 7172, "accuracy": 0.9512},
+                  "photos_val": {"images": 273, "top1": 0.7985},
+                  "no_hand_val": {"images": 889, "no_hand": 0.9651}}}
 
 
 def test_board_bench_fetches_json_and_fills_the_board_rung(fake, app_dir, build, cfg):
-    B.deploy(cfg, build, TARGET, log=quiet)
-    write_ladder(build, cfg)
-    fake.set(FAKE_BENCH=json.dumps({"accuracy": 0.9512, "fps": 3456.7, "images": 7172,
-                                    "threads": 2, "correct": 6822}))
+    B.deploy(cfg, with_photos(build), TARGET, log=quiet)
+    assert fake.path("/home/root/signlang/data/photos_val/A/x.jpg").is_file()
+    write_ladder(build)
+    fake.set(FAKE_BENCH=json.dumps(BENCH))
     bench = B.board_bench(cfg, build, TARGET, threads=2, log=quiet)
-    calls = fake.calls()[3:]
-    assert calls[1] == ["ssh", *OPTS, TARGET, B.bench_command(cfg, "signnet.xmodel", 2)]
-    assert calls[2][:-1] == ["scp", "-r", *OPTS,
-                             f"{TARGET}:/home/root/signlang/results/bench.json"]
+    assert fake.path("/home/root/signlang/results/bench.json").is_file()   # written there
     saved = json.loads((build / "board" / "bench.json").read_text())
     assert saved["accuracy"] == 0.9512 and saved["board"]["target"] == TARGET
     assert bench["fps"] == 3456.7
     ladder = json.loads((build / "ladder" / "ladder.json").read_text())
-    rung = [r for r in ladder["rungs"] if r["rung"] == "board"]
-    assert len(rung) == 1
-    rung = rung[0]
-    assert rung["accuracy"] == 0.9512 and rung["fps"] == 3456.7 and TARGET in rung["source"]
-    assert rung["drop_pt"] == pytest.approx(0.09)                      # vs the int8 rung
     assert [r["rung"] for r in ladder["rungs"]] == ["float", "frozen", "int8", "board"]
+    rung = ladder["rungs"][-1]
+    assert rung["accuracy"] == {"sign_mnist_test": 0.9512, "photos_val": 0.7985,
+                                "no_hand_val": 0.9651}
+    assert TARGET in rung["where"] and "3,457 images/s with 2 threads" in rung["where"]
     md = (build / "ladder" / "ladder.md").read_text()
     board_line = next(ln for ln in md.splitlines() if ln.startswith("| board"))
-    assert "95.12 %" in board_line and "3,457 fps with 2 threads" in board_line
-    assert "-0.09 pt" not in board_line and "+0.09 pt" in board_line
+    assert "95.12 % | −0.09 pt" in board_line and "79.85 % | −0.37 pt" in board_line
     assert not list((build / "ladder").glob(".*.tmp"))
 
 
 def test_board_bench_without_a_ladder_keeps_the_result(fake, app_dir, build, cfg):
     B.deploy(cfg, build, TARGET, log=quiet)
+    fake.set(FAKE_BENCH=json.dumps(BENCH))
     with pytest.raises(UserError, match=r"no accuracy ladder at .*ladder.json yet .*kept in"):
         B.board_bench(cfg, build, TARGET, log=quiet)
-    assert json.loads((build / "board" / "bench.json").read_text())["accuracy"] == 0.9
-    write_ladder(build, cfg)                                # later: refill without re-running
+    assert json.loads((build / "board" / "bench.json").read_text())["accuracy"] == 0.9512
+    write_ladder(build)                                # later: refill without re-running
     rc = cli_main(["board-bench", "--no-run", "--build-dir", str(build)])
     assert rc == 0
     ladder = json.loads((build / "ladder" / "ladder.json").read_text())
-    assert ladder["rungs"][-1]["accuracy"] == 0.9
+    assert ladder["rungs"][-1]["accuracy"]["sign_mnist_test"] == 0.9512
 
 
 @pytest.mark.parametrize("bench,needle", [
     ('{"acc": 0.9}', "no numeric 'accuracy'"),
-    ('{"accuracy": 91.2, "fps": 10}', "not a fraction"),
-    ('{"accuracy": 0.9, "fps": 0}', "not positive"),
+    ('{"accuracy": 91.2, "fps": 10, "sets": {}}', "not a fraction"),
+    ('{"accuracy": 0.9, "fps": 0, "sets": {}}', "not positive"),
+    ('{"accuracy": 0.9, "fps": 10}', "no 'sets' object"),
     ("not json", "is not valid JSON"),
 ])
 def test_board_bench_checks_the_apps_json(fake, app_dir, build, cfg, bench, needle):
@@ -423,15 +419,46 @@ def test_board_bench_checks_the_apps_json(fake, app_dir, build, cfg, bench, need
 def test_board_bench_app_failure(fake, app_dir, build, cfg):
     B.deploy(cfg, build, TARGET, log=quiet)
     fake.set(FAKE_BENCH_EXIT="2")
-    with pytest.raises(UserError, match=r"benchmark on root@192.0.2.10 failed \(exit 2: "
-                                        r"error: the DPU runner failed\)"):
+    with pytest.raises(UserError, match=r"the app on root@192.0.2.10 stopped with exit code 2 "
+                                        r"while running the benchmark"):
         B.board_bench(cfg, build, TARGET, log=quiet)
+
+
+def test_vart_abort_is_explained(fake, app_dir, build, cfg):
+    """A fingerprint mismatch makes VART abort the process (SIGABRT): exit status 134."""
+    B.deploy(cfg, build, TARGET, log=quiet)
+    fake.set(FAKE_BENCH_EXIT="134")
+    with pytest.raises(UserError, match=r"was aborted while running the benchmark \(exit status "
+                                        r"134, SIGABRT\): VART aborts .*CHECK fingerprint fail"):
+        B.board_bench(cfg, build, TARGET, log=quiet)
+
+
+def test_board_eval_photos_copies_the_folder_and_keeps_the_result(fake, app_dir, build, cfg,
+                                                                  tmp_path):
+    B.deploy(cfg, build, TARGET, log=quiet)
+    mine = tmp_path / "my_hands" / "B"
+    mine.mkdir(parents=True)
+    (mine / "1.jpg").write_bytes(b"\xff\xd8")
+    fake.set(FAKE_BENCH=json.dumps({"sets": {"photos_val": {"images": 1, "top1": 1.0}}}))
+    res = B.board_eval_photos(cfg, build, str(tmp_path / "my_hands"), TARGET, log=quiet)
+    assert fake.path("/home/root/signlang/data/eval-my_hands/B/1.jpg").is_file()
+    assert res["sets"]["photos_val"]["top1"] == 1.0
+    assert json.loads((build / "board" / "eval-my_hands.json").read_text())["board"]["target"] \
+        == TARGET
+
+
+def test_board_eval_photos_checks_the_folder_before_any_ssh(fake, app_dir, build, cfg,
+                                                            tmp_path):
+    (tmp_path / "bad" / "J").mkdir(parents=True)
+    with pytest.raises(UserError, match="'J' is not a letter"):
+        B.board_eval_photos(cfg, build, str(tmp_path / "bad"), TARGET, log=quiet)
+    assert fake.calls() == []
 
 
 def test_cli_has_the_board_commands():
     out = subprocess.run([sys.executable, "-m", "toolchain", "--help"], cwd=REPO,
                          capture_output=True, text=True, timeout=60).stdout
-    for cmd in ("deploy", "board-run", "board-bench"):
+    for cmd in ("deploy", "board-run", "board-bench", "board-eval-photos"):
         assert cmd in out
 
 
@@ -446,4 +473,4 @@ def test_real_board_reports_a_dpu_fingerprint():
     info = B.query_board(load_config(None), target)
     assert info.fingerprints and all(f > 0 for f in info.fingerprints)
     print(f"\n{target}: {info.archs[0]} x{len(info.fingerprints)}, fingerprint "
-          f"{hex(info.fingerprints[0])} ({B.describe_fingerprint(info.fingerprints[0])})")
+          f"{hex(info.fingerprints[0])} ({describe_fingerprint(info.fingerprints[0])})")
