@@ -71,7 +71,8 @@ endif
 # ---------------------------------------------------------------- the stage graph
 # deps.mk holds one file rule per stage (stamp: inputs, .cfg/<stage>.yaml, sources, data);
 # it and the .cfg files are rewritten only when they change. Not needed for help/clean/setup.
-NO_DEPS_GOALS := help setup clean distclean docker-image
+NO_DEPS_GOALS := help setup clean distclean docker-image test test-all bench-train bench-models \
+                 pipeline shell
 ifneq ($(filter-out $(NO_DEPS_GOALS),$(or $(MAKECMDGOALS),help)),)
 include $(BUILD)/deps.mk
 endif
