@@ -173,8 +173,8 @@ class EarlyStoppingConfig:
 @dataclass
 class TrainConfig:
     """Training loop."""
-    epochs: int = opt(6, "maximum epochs", min=1)
-    steps_per_epoch: int = opt(250, "batches per epoch (validation after each epoch)", min=1)
+    epochs: int = opt(8, "maximum epochs", min=1)
+    steps_per_epoch: int = opt(275, "batches per epoch (validation after each epoch)", min=1)
     batch_size: int = opt(128, "images per batch", min=2)
     mix: MixConfig = section(MixConfig)
     loss: str = opt("sparse_categorical_crossentropy",
