@@ -45,9 +45,6 @@ class CompileLog:
     errors: List[str] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
 
-    def summary(self) -> dict:
-        return dict(self.__dict__, errors=self.errors[:20], warnings=len(self.warnings))
-
 
 def parse_log(text: str) -> CompileLog:
     """Parse a whole compiler log. When a line occurs several times, the last one wins."""

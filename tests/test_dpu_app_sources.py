@@ -142,34 +142,35 @@ def test_pipeline_survives_unplug_midrun(capsys):
 
 
 def test_grabber_newest_frame_wins_for_cameras():
-    """A live source faster than the consumer: older frames are dropped, never queued."""
+    """A live source faster than the consumer: older frames are dropped, never queued. The
+    source delivers a burst of 50 frames while the consumer waits, then blocks: the consumer
+    gets only the 50th, and 49 count as dropped (no sleeps decide the outcome)."""
     import threading
-    import time
 
-    class Fast(sources.Source):
+    burst_stored, release = threading.Event(), threading.Event()
+
+    class Burst(sources.Source):
         kind, live = "camera", True
 
         def __init__(self):
-            super().__init__("fast")
+            super().__init__("burst")
             self.n = 0
 
         def read(self):
-            time.sleep(0.001)
             self.n += 1
-            return None if self.n > 400 else self._deliver(np.zeros((4, 4), np.uint8),
-                                                              time.perf_counter())
+            if self.n == 51:                   # asked for more: frame 50 has been stored
+                burst_stored.set()
+                release.wait(10)
+                return None
+            return self._deliver(np.full((4, 4), self.n, np.uint8), 0.0)
 
-    g = FrameGrabber(Fast(), latest_only=True).start()
-    seen = []
-    while True:
-        f = g.get(5.0)
-        if f is None:
-            break
-        seen.append(f.index)
-        time.sleep(0.01)                       # slow consumer
-    assert seen == sorted(seen)
-    assert g.dropped > 100 and len(seen) + g.dropped == 400
-    assert threading.active_count() >= 1
+    g = FrameGrabber(Burst(), latest_only=True).start()
+    assert burst_stored.wait(10)
+    f = g.get(5.0)
+    assert int(f.image[0, 0]) == 50 and g.dropped == 49
+    release.set()
+    assert g.get(5.0) is None                  # then the end of the source, nothing queued
+    g.stop()
 
 
 # ---------------------------------------------------------------------------- files

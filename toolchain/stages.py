@@ -43,7 +43,6 @@ class Stage:
     data: Callable = field(default=lambda cfg: [])   # cfg -> repo files it reads
     image: str = "no"                    # "no": host (or the container with runner=docker);
                                          # "required": only in the Vitis AI image
-    command: str = ""                    # CLI sub-command (default: name with - for _)
 
     def load(self):
         mod, _, fn = self.target.partition(":")
@@ -51,7 +50,7 @@ class Stage:
 
     @property
     def cli(self) -> str:
-        return self.command or self.name.replace("_", "-")
+        return self.name.replace("_", "-")
 
     def stamp(self, cfg) -> str:
         return next(iter(self.outputs(cfg).values()))
