@@ -25,9 +25,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 # name -> overrides (on top of the config). "default" is the config as it is.
 CHOICES = {
-    "default": [],
-    "28px": ["model.input_size=28", "model.stem=0", "model.widths=[16,32,64]"],
-    "no-photos": ["data.photos=[]", "data.no_hand=false"],
+    "default": [],                                       # 28 px grey, flatten head
+    "40px-stem-gap": ["model.input_size=40", "model.stem=16", "model.head=gap",
+                      "model.widths=[32,64,128]"],
+    # the photos still give the validation split, but no training batch holds one
+    "no-photos": ["train.mix.photos=0", "train.mix.no_hand=0", "data.no_hand=false"],
 }
 
 
