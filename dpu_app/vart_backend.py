@@ -40,6 +40,61 @@ def check_fingerprint(subgraph, xmodel: str, board=local_dpu) -> None:
                        f"matching board image")
 
 
+def xmodel_problem(path: str) -> str | None:
+    """Why `path` cannot be a compiled xmodel, or None when it may be one.
+
+    xir.Graph.deserialize does not raise on a file it cannot parse: it logs
+    UNI_LOG_FATAL(XIR_READ_PB_FAILURE), glog's LOG(FATAL), which aborts the process (SIGABRT;
+    Vitis-AI serialize_v2.cpp, UniLog.hpp). So look first, without protobuf (not on the board
+    image): an .xmodel is one protobuf message (xir's serial_v2.Graph) whose top-level fields
+    follow each other to the last byte, one of them the subgraph tree (field 10). A damaged
+    copy (cut short, or another file renamed) fails this walk."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return f"unreadable: {e.strerror or e}"
+    if data[:4] == b"\x7fELF":
+        return None                      # a Vitis AI 1.x ELF xmodel: xir converts those itself
+    n, pos, fields = len(data), 0, set()
+
+    def varint(p):
+        value = shift = 0
+        while True:
+            if p >= n:
+                raise EOFError
+            b = data[p]
+            p += 1
+            value |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return value, p
+            shift += 7
+            if shift > 63:
+                raise ValueError
+
+    try:
+        while pos < n:
+            tag, pos = varint(pos)
+            field, wire = tag >> 3, tag & 7
+            if field == 0 or wire not in (0, 1, 2, 5):
+                raise ValueError
+            if wire == 0:
+                _, pos = varint(pos)
+            else:
+                size, pos = (8, pos) if wire == 1 else (4, pos) if wire == 5 else varint(pos)
+                pos += size
+            if pos > n:
+                raise EOFError
+            fields.add((field, wire))
+    except EOFError:
+        return "it is cut short: the copy is incomplete"
+    except ValueError:
+        return "it is not a protobuf xmodel"
+    if (10, 2) not in fields:
+        return "it has no subgraphs: not a compiled xmodel"
+    return None
+
+
 def dpu_subgraphs(graph) -> list:
     """The DPU subgraphs of an xir.Graph, in topological order."""
     root = graph.get_root_subgraph()
@@ -81,6 +136,10 @@ class VartBackend(Backend):
         if not os.path.isfile(xmodel):
             raise AppError(f"xmodel {xmodel} not found: copy the compiled .xmodel to the board "
                            f"(make deploy) or pass --model PATH")
+        why = xmodel_problem(xmodel)                 # xir would abort the process on it
+        if why:
+            raise AppError(f"xmodel {xmodel} could not be read ({why}): copy it again, or "
+                           f"re-run the compile stage")
         try:
             self._graph = xir.Graph.deserialize(xmodel)
         except Exception as e:                                   # noqa: BLE001  (C++ errors)
@@ -176,15 +235,21 @@ class VartBackend(Backend):
             quantize_input(x[i:i + k], self.in_fix, out=w.in_buf[:k])
             if k < b:
                 w.in_buf[k:] = 0
-            job = w.runner.execute_async([w.in_buf], [w.out_buf])     # -> (job_id, status)
-            status = w.runner.wait(job)
-            if isinstance(job, tuple) and len(job) == 2 and job[1] not in (0, None):
-                status = job[1]
-            if status not in (0, None):
-                raise AppError(f"DPU job {job} of {self.model_path} ended with status {status}: "
-                               f"check 'dmesg' and 'xdputil query' on the board")
+            self._run_job(w)
             out[i:i + k] = dequantize_output(w.out_buf[:k].reshape(k, -1), self.out_fix)
         return softmax(out)
+
+    def _run_job(self, w: _VartWorker) -> None:
+        """One DPU job on w's buffers: execute_async -> (job_id, status), then wait(that pair)
+        -> status. A non-zero status from either is an AppError (no output to read)."""
+        job = w.runner.execute_async([w.in_buf], [w.out_buf])
+        status = job[1] if isinstance(job, tuple) and len(job) == 2 else 0
+        if status == 0:
+            status = w.runner.wait(job)
+        if status not in (0, None):
+            raise AppError(f"DPU job {job[0] if isinstance(job, tuple) else job} of "
+                           f"{self.model_path} ended with status {status}: check 'dmesg' and "
+                           f"'xdputil query' on the board")
 
     def describe(self) -> dict:
         d = super().describe()
