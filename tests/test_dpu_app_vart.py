@@ -108,7 +108,6 @@ def test_white_pixel_clips_to_127_not_wraps(tmp_path, models, vart):
     q = vart.EMULATION.inputs
     assert len(q) == 4 and all(a.dtype == np.int8 for a in q)
     assert (q[0] == 127).all(), "1.0 at fix_point 7 must clip to 127"
-    assert np.float32(128).astype(np.int8) == -128   # what the unclipped cast would send
     assert (q[1] == 64).all() and (q[2] == 1).all()
     assert q[3][0, 0, 0, 0] == 1 and (q[3].ravel()[1:] == 0).all()
 
