@@ -6,7 +6,7 @@ stage checks the fingerprint the compiler reports against this table and fails l
 mismatch (switch off with compile.check_fingerprint=false, or compile for the exact board
 with compile.board=custom compile.fingerprint=<what `xdputil query` prints on the board>).
 
-Sources (see also shared/reference/vitis-ai-facts.md):
+Sources:
 - arch.json location `/opt/vitis_ai/compiler/arch/DPUCZDX8G/<BOARD>/arch.json`, BOARD in
   ZCU102, ZCU104, KV260: Vitis AI 3.x images; Vitis-AI-Tutorials compile scripts.
 - ZCU104 / ZCU102 / KV260 images carry DPUCZDX8G_ISA1_B4096 (UG1354, DPU-PYNQ prj_config;
@@ -16,7 +16,8 @@ Sources (see also shared/reference/vitis-ai-facts.md):
   reports it in https://github.com/Xilinx/Vitis-AI/issues/1195 and `xir subgraph` shows it in
   https://github.com/Xilinx/Vitis-AI/issues/1214; fingerprint failures: Vitis-AI #263, #975,
   #1072, Vitis-AI-Tutorials #117.
-- 0x101000016010407 for 2.5-era images (facts file; unverified on a board here).
+- 0x101000016010407 for 2.5-era images: `xdputil query` on the official 2.5 KV260 image,
+  copied from a public serial-console log (tests/fixtures/board/, with its source).
 - A custom target is an arch.json holding only {"fingerprint": "0x..."} (a KV260 guide
   compiles with exactly that after reading `xdputil query`).
 """
