@@ -157,6 +157,37 @@ def _xmodel_pb():
     return mod
 
 
+def _load_by_path(name: str, path: Path, register: bool):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    if register:
+        sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_fake_xir = None
+
+
+def fake_xir_module():
+    """tests/fake_vart/xir (the one fake xir: it parses serial_v2 xmodels and fails like the
+    real one), loaded by path for code that takes an `xir_module` argument. It is NOT put in
+    sys.modules as `xir` and fake_vart is not put on sys.path, so a later `import xir` /
+    `import vart` still does not find the fakes. Its helpers `_fatal` and `xmodel_pb` are
+    registered under those names (as _xmodel_pb() already does), the same files fake vart
+    imports under use_fake_vart(), so EmulatedAbort is one class for both."""
+    global _fake_xir
+    with _lock:
+        if _fake_xir is None:
+            if "_fatal" not in sys.modules:
+                _load_by_path("_fatal", FAKE_VART_DIR / "_fatal.py", register=True)
+            _xmodel_pb()
+            _fake_xir = _load_by_path("fake_vart_xir", FAKE_VART_DIR / "xir" / "__init__.py",
+                                      register=False)
+        return _fake_xir
+
+
 def write_emulated_xmodel(path: Path, *, q_h5: str | None = None, in_fix: int = 6,
                           out_fix: int = 4, batch: int = 1, classes: int = 25,
                           dpu_subgraphs: int = 1, in_dtype: str = "xint8",
