@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional
 
+from dpu_app.dpu import xmodel_problem
 from toolchain.errors import UserError
 
 
@@ -49,6 +50,10 @@ def read_dpu_io(path, xir_module=None) -> dict:
     than one input/output tensor, is a UserError (the app runs one runner, one in, one out)."""
     xir = xir_module or _import_xir()
     path = Path(path)
+    why = xmodel_problem(str(path))        # xir aborts the process (glog FATAL) on a bad file
+    if why:
+        raise UserError(f"{path}: the compiled xmodel could not be read ({why}); see "
+                        f"compile.log beside it and compile again")
     try:
         graph = xir.Graph.deserialize(str(path))
     except Exception as e:  # the binding raises plain RuntimeError for a bad file

@@ -118,3 +118,58 @@ def local_dpu(timeout: float = 60.0) -> DpuInfo | None:
         return parse_xdputil_query(proc.stdout)
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
+
+
+def xmodel_problem(path: str) -> str | None:
+    """Why `path` cannot be a compiled xmodel, or None when it may be one.
+
+    xir.Graph.deserialize does not raise on a file it cannot parse: it logs
+    UNI_LOG_FATAL(XIR_READ_PB_FAILURE), glog's LOG(FATAL), which aborts the process (SIGABRT;
+    Vitis-AI serialize_v2.cpp, UniLog.hpp). So look first, without protobuf (not on the board
+    image): an .xmodel is one protobuf message (xir's serial_v2.Graph) whose top-level fields
+    follow each other to the last byte, one of them the subgraph tree (field 10). A damaged
+    copy (cut short, or another file renamed) fails this walk."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return f"unreadable: {e.strerror or e}"
+    if data[:4] == b"\x7fELF":
+        return None                      # a Vitis AI 1.x ELF xmodel: xir converts those itself
+    n, pos, fields = len(data), 0, set()
+
+    def varint(p):
+        value = shift = 0
+        while True:
+            if p >= n:
+                raise EOFError
+            b = data[p]
+            p += 1
+            value |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return value, p
+            shift += 7
+            if shift > 63:
+                raise ValueError
+
+    try:
+        while pos < n:
+            tag, pos = varint(pos)
+            field, wire = tag >> 3, tag & 7
+            if field == 0 or wire not in (0, 1, 2, 5):
+                raise ValueError
+            if wire == 0:
+                _, pos = varint(pos)
+            else:
+                size, pos = (8, pos) if wire == 1 else (4, pos) if wire == 5 else varint(pos)
+                pos += size
+            if pos > n:
+                raise EOFError
+            fields.add((field, wire))
+    except EOFError:
+        return "it is cut short: the copy is incomplete"
+    except ValueError:
+        return "it is not a protobuf xmodel"
+    if (10, 2) not in fields:
+        return "it has no subgraphs: not a compiled xmodel"
+    return None

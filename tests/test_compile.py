@@ -285,15 +285,6 @@ def damage(path: Path, how: str) -> Path:
     return path
 
 
-XIR_ABORTS = pytest.mark.xfail(
-    strict=True, raises=FX.EmulatedAbort,
-    reason="compile/xmodel.py calls xir.Graph.deserialize on the file unchecked; xir does not "
-           "raise on a file it cannot parse, it aborts the process (glog FATAL, "
-           "XIR_READ_PB_FAILURE), so its `except Exception` never runs. The app looks first "
-           "(dpu_app/vart_backend.py: xmodel_problem); the compile stage does not yet")
-
-
-@XIR_ABORTS
 @pytest.mark.parametrize("how", ["truncated", "empty", "garbage"])
 def test_a_damaged_xmodel_is_one_user_error(tmp_path, monkeypatch, how):
     monkeypatch.delenv("FAKE_VART_ABORT", raising=False)     # EmulatedAbort, not os.abort()
@@ -583,7 +574,6 @@ def test_an_xmodel_without_fix_points_fails_and_keeps_the_log(vai):
     assert (vai.build / C.FAILED_LOG).is_file()
 
 
-@XIR_ABORTS
 @pytest.mark.parametrize("how", ["truncated", "empty", "garbage"])
 def test_a_damaged_xmodel_from_the_compiler_is_one_user_error(vai, how):
     vai.compiles(damage=how)
