@@ -55,7 +55,7 @@ help:
 	@echo "make test         run the tests (what CI runs)"
 	@echo "make test-all     also the slow checks (a full default training)"
 	@echo "make bench-train  benchmark: train the default config from scratch, print the figures and wall time"
-	@echo "make bench-models benchmark: compare model choices (input size, width) on the photo validation split"
+	@echo "make bench-models benchmark: compare model choices on the photo validation split (CHOICES=a,b SEEDS=1234)"
 	@echo "make check-model  score $(BUILD)/train/model.h5 on the test CSV with an independent script"
 	@echo "make check-quantized  the same for the int8 model, loaded under quantize_scope"
 	@echo "make clean        remove $(BUILD)/;  make distclean: also $(VENV)/"
@@ -145,7 +145,7 @@ bench-train: | $(VENV_OK)
 	$(PY) benchmarks/train_bench.py $(ARGS)
 
 bench-models: | $(VENV_OK)
-	$(PY) benchmarks/model_choices.py $(ARGS)
+	$(PY) benchmarks/model_choices.py $(ARGS) $(if $(CHOICES),--choices $(CHOICES)) $(if $(SEEDS),--seeds $(SEEDS))
 
 check-model: $(STAMP_train) | $(VENV_OK)
 	$(PY) benchmarks/check_model.py $(BUILD)/train/model.h5 $(BUILD)/train/labels.txt data/sign_mnist/sign_mnist_test.csv.gz

@@ -2,7 +2,7 @@
 """Benchmark: compare model choices on what matters, real photos of hands never seen.
 
     python benchmarks/model_choices.py [--config C] [--set k=v ...] [--choices NAME,...]
-                                       [--seeds 1234,99] [--markdown]
+                                       [--seeds 1234,99] [--json FILE]
 
 Each choice is a set of config overrides on top of the config (default: the shipped default);
 each is trained with `python -m toolchain train` (the real stage, data loading and evaluation
