@@ -118,11 +118,11 @@ board-eval-photos: $(STAMP_compile) | $(VENV_OK)
 
 # ---------------------------------------------------------------- the app on this PC
 # The same app as on the board, with the host backend: the int8 model by default.
-APP_MODEL ?= $(BUILD)/quantize/quantized.h5
+APP_MODEL ?= $(OUT_quantize_model)
 MODEL     ?= $(APP_MODEL)
 SOURCE    ?= 0
 APP_ARGS  ?=
-DIR       ?= $(BUILD)/train/photos_val
+DIR       ?= $(OUT_train_photos_val)
 
 app: $(STAMP_quantize) | $(VENV_OK)
 	$(PY) -m dpu_app --model $(APP_MODEL) --source $(SOURCE) $(APP_ARGS)
@@ -132,7 +132,7 @@ eval-photos: $(STAMP_quantize) | $(VENV_OK)
 
 bench-app: $(STAMP_quantize) | $(VENV_OK)
 	$(PY) -m dpu_app --model $(APP_MODEL) --bench --csv data/sign_mnist/sign_mnist_test.csv.gz \
-	  --eval-photos $(BUILD)/train/photos_val --threads 1,2 --json $(BUILD)/app/bench.json $(APP_ARGS)
+	  --eval-photos $(OUT_train_photos_val) --threads 1,2 --json $(BUILD)/app/bench.json $(APP_ARGS)
 
 # ---------------------------------------------------------------- tests and benchmarks
 test: | $(VENV_OK)
@@ -148,10 +148,10 @@ bench-models: | $(VENV_OK)
 	$(PY) benchmarks/model_choices.py $(ARGS) $(if $(CHOICES),--choices $(CHOICES)) $(if $(SEEDS),--seeds $(SEEDS))
 
 check-model: $(STAMP_train) | $(VENV_OK)
-	$(PY) benchmarks/check_model.py $(BUILD)/train/model.h5 $(BUILD)/train/labels.txt data/sign_mnist/sign_mnist_test.csv.gz
+	$(PY) benchmarks/check_model.py $(OUT_train_model) $(OUT_train_labels) data/sign_mnist/sign_mnist_test.csv.gz
 
 check-quantized: $(STAMP_quantize) | $(VENV_OK)
-	$(PY) benchmarks/check_model.py --quantized $(BUILD)/quantize/quantized.h5 $(BUILD)/quantize/labels.txt data/sign_mnist/sign_mnist_test.csv.gz
+	$(PY) benchmarks/check_model.py --quantized $(OUT_quantize_model) $(OUT_quantize_labels) data/sign_mnist/sign_mnist_test.csv.gz
 
 clean:
 	rm -rf $(BUILD)

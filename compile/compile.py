@@ -172,7 +172,7 @@ def requantize_if_host_made(cfg, build_dir: Path) -> str:
     this process runs where the image's quantizer is, quantize again here first."""
     if cfg.quantize.flow != "tf2":
         return "vai_q_tensorflow (TF1 image)"
-    metrics = build_dir / "quantize" / "metrics.json"
+    metrics = S.out(cfg, build_dir, "quantize", "metrics")
     try:
         made_by = json.loads(metrics.read_text()).get("quantizer", "?")
     except (OSError, ValueError):

@@ -27,10 +27,9 @@ from model import evaluate as E
 from model import reports
 from model.steps import Steps
 from toolchain.artifacts import atomic_write_json, atomic_write_text, provenance, staged_dir
+from toolchain import stages as S
 from toolchain.config import to_dict
 
-MODEL_FILE = "model.h5"
-HELDOUT_FILE = "heldout.npz"
 
 
 def write_model_bundle(stage: Path, model_path: Path, classes, size: int, threshold: float,
@@ -49,7 +48,8 @@ def finish(cfg, tf, model, data, run, t_start: float, out_dir: Path) -> dict:
     history = run.history
     train_seconds = history[-1]["elapsed_s"] if history else 0.0
     with staged_dir(out_dir) as stage:
-        model_path = stage / MODEL_FILE
+        names = {k: Path(v).name for k, v in S.STAGES["train"].outputs(cfg).items()}
+        model_path = stage / names["model"]
         model.save(str(model_path), include_optimizer=False, save_format="h5")
         saved = tf.keras.models.load_model(str(model_path), compile=False)   # score the file
         preds = E.predict_sets(Steps(saved).logits, data, mirror=cfg.recognition.mirror)
@@ -79,9 +79,9 @@ def finish(cfg, tf, model, data, run, t_start: float, out_dir: Path) -> dict:
         }
         _write_reports(stage, history, preds, scores, data, run)
         atomic_write_json(stage / "metrics.json", metrics)
-        write_heldout(stage / HELDOUT_FILE, data)
+        write_heldout(stage / names["heldout"], data)
         if data.photos is not None:
-            export_photo_folder(data.photos.val_files, stage / "photos_val")
+            export_photo_folder(data.photos.val_files, stage / names["photos_val"])
         atomic_write_text(stage / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
         atomic_write_json(stage / "provenance.json", provenance("train", cfg, inputs=_inputs(
             cfg, data), extra={"outputs": sorted(p.name for p in stage.iterdir())}))

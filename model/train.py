@@ -29,12 +29,12 @@ from model import reports
 from model.batches import MixedSampler, TrainingData, load_training_data
 from model.schedules import Schedule
 from model.steps import Steps, make_optimizer
+from toolchain import stages as S
 from toolchain.artifacts import atomic_file, atomic_write_json, clean_stale_partials, staged_dir
 from toolchain.config import config_hash
 from toolchain.errors import UserError
 from toolchain.tfsetup import configure_tf
 
-MODEL_FILE = "model.h5"
 # the config sections whose change retrains (Make's dependency and the resume identity)
 SECTIONS = ("seed", "data", "model", "train")
 
@@ -297,6 +297,7 @@ def train(cfg, build_dir: str | Path) -> dict:
         print(f"restored the best weights: epoch {run.best['epoch']} "
               f"({cfg.train.early_stopping.monitor} {run.best['value']:.4f})")
     from model.bundle import finish
-    metrics = finish(cfg, tf, model, data, run, t_start, build_dir / "train")
+    metrics = finish(cfg, tf, model, data, run, t_start,
+                     S.out(cfg, build_dir, "train", "model").parent)
     run.resume.clear()
     return metrics

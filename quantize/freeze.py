@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolchain import stages as S
 from toolchain.artifacts import atomic_write_json, provenance, staged_dir
 from toolchain.errors import UserError
 from toolchain.ladder import where_label
@@ -52,7 +53,6 @@ STRIPPABLE = {
     ("AvgPool", "explicit_paddings"): lambda a: len(a.list.i) == 0,
 }
 
-H5_FILE, PB_FILE = "inference.h5", "frozen.pb"
 
 
 def strip_dropout(model):
@@ -129,10 +129,10 @@ def run_frozen(graph_def, in_name: str, out_name: str, x: np.ndarray, batch: int
 
 
 def freeze(cfg, build_dir: str | Path) -> dict:
-    from model.bundle import HELDOUT_FILE, MODEL_FILE, write_model_bundle
+    from model.bundle import write_model_bundle
     from model.evaluate import load_heldout
     build_dir = Path(build_dir)
-    src = build_dir / "train" / MODEL_FILE
+    src = S.inp(cfg, build_dir, "freeze", "model")
     if not src.exists():
         raise UserError(f"{src} does not exist: run 'make train' first")
     t0 = time.monotonic()
@@ -141,8 +141,8 @@ def freeze(cfg, build_dir: str | Path) -> dict:
         model = tf.keras.models.load_model(str(src), compile=False)
     except (OSError, ValueError) as e:
         raise UserError(f"{src}: not a loadable Keras .h5 ({e}); run 'make train' again") from None
-    classes, sets = load_heldout(build_dir / "train" / HELDOUT_FILE)
-    train_man = read_manifest(build_dir / "train")
+    classes, sets = load_heldout(S.inp(cfg, build_dir, "freeze", "heldout"))
+    train_man = read_manifest(S.inp(cfg, build_dir, "freeze", "manifest").parent)
     inference = strip_dropout(model)
     gd, inputs, outputs = freeze_graph(inference)
     stripped, problems = tf115_problems(gd)
@@ -152,22 +152,24 @@ def freeze(cfg, build_dir: str | Path) -> dict:
     x_all = np.concatenate([x for x, _ in sets.values()])
     mirror = bool(train_man["recognition"].get("mirror"))
     ref = model.predict(as_float(x_all), batch_size=512, verbose=0)
-    out_dir = build_dir / "freeze"
+    h5, pb = S.out(cfg, build_dir, "freeze", "model"), S.out(cfg, build_dir, "freeze", "frozen")
+    out_dir = h5.parent
+    h5_name, pb_name = h5.name, pb.name
     with staged_dir(out_dir) as stage:
-        inference.save(str(stage / H5_FILE), include_optimizer=False, save_format="h5")
-        (stage / PB_FILE).write_bytes(gd.SerializeToString())
-        reloaded = tf.keras.models.load_model(str(stage / H5_FILE), compile=False)
+        inference.save(str(stage / h5_name), include_optimizer=False, save_format="h5")
+        (stage / pb_name).write_bytes(gd.SerializeToString())
+        reloaded = tf.keras.models.load_model(str(stage / h5_name), compile=False)
         h5_out = reloaded.predict(as_float(x_all), batch_size=512, verbose=0)
         pb_gd = tf.compat.v1.GraphDef()
-        pb_gd.ParseFromString((stage / PB_FILE).read_bytes())
+        pb_gd.ParseFromString((stage / pb_name).read_bytes())
         pb_out = run_frozen(pb_gd, inputs[0], outputs[0], as_float(x_all))
         size = int(model.input_shape[1])
         io = {"input": inputs[0], "output": outputs[0], "input_shape": [None, size, size, 1],
               "output_shape": [None, len(classes)], "input_range": [0.0, 1.0],
               "output_kind": "logits"}
-        atomic_write_json(stage / "io.json", io)
+        atomic_write_json(stage / S.out(cfg, build_dir, "freeze", "io").name, io)
         # labels.txt + manifest.json beside the model: the folder is a host bundle for dpu_app
-        write_model_bundle(stage, stage / H5_FILE, classes, size,
+        write_model_bundle(stage, stage / h5_name, classes, size,
                            train_man["recognition"]["threshold"], train_man["recognition"]["how"],
                            mirror)
         threshold = train_man["recognition"]["threshold"]
@@ -189,12 +191,12 @@ def freeze(cfg, build_dir: str | Path) -> dict:
             "nodes": len(pb_gd.node),
             "seconds": round(time.monotonic() - t0, 1),
         }
-        atomic_write_json(stage / "metrics.json", metrics)
+        atomic_write_json(stage / S.out(cfg, build_dir, "freeze", "metrics").name, metrics)
         atomic_write_json(stage / "provenance.json", provenance(
             "freeze", cfg, inputs={"model": {"path": str(src)}}))
-    print(f"frozen: {out_dir / PB_FILE} (input '{inputs[0]}', output '{outputs[0]}', "
+    print(f"frozen: {out_dir / pb_name} (input '{inputs[0]}', output '{outputs[0]}', "
           f"{metrics['nodes']} nodes; stripped for TF 1.15: {', '.join(stripped) or 'nothing'})")
-    print(f"inference model: {out_dir / H5_FILE} ({metrics['dropout_layers_removed']} Dropout "
+    print(f"inference model: {out_dir / h5_name} ({metrics['dropout_layers_removed']} Dropout "
           f"layers removed)")
     print(f"check on {len(x_all):,} held-out images ({', '.join(sets)}): max |diff| vs the float "
           f"model: .h5 {metrics['max_abs_diff_h5']:.2e}, .pb {metrics['max_abs_diff_pb']:.2e}")

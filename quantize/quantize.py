@@ -30,12 +30,12 @@ import numpy as np
 from model import data as D
 from model.bundle import write_model_bundle
 from quantize.freeze import as_float, per_set_scores, read_manifest
+from toolchain import stages as S
 from toolchain.artifacts import atomic_write_json, atomic_write_text, provenance, staged_dir
 from toolchain.errors import UserError
 from toolchain.runners import execution_context
 from toolchain.tfsetup import configure_tf
 
-Q_FILE = "quantized.h5"
 
 
 def quantizer_api():
@@ -144,7 +144,7 @@ def quantize(cfg, build_dir: str | Path) -> dict:
     if cfg.quantize.flow == "tf1":
         return quantize_tf1(cfg, build_dir)
     from model.evaluate import load_heldout
-    src = build_dir / "freeze" / "inference.h5"
+    src = S.inp(cfg, build_dir, "quantize", "model")
     if not src.exists():
         raise UserError(f"{src} does not exist: run 'make freeze' first")
     t0 = time.monotonic()
@@ -155,37 +155,38 @@ def quantize(cfg, build_dir: str | Path) -> dict:
         raise UserError("DPU check failed: " + "; ".join(check["problems"]))
     VitisQuantizer, quantize_scope, strategy, impl = quantizer_api()
     size = int(model.input_shape[1])
-    classes, sets = load_heldout(build_dir / "train" / "heldout.npz")
-    freeze_m = _read_json(build_dir / "freeze" / "metrics.json") or {}
-    man = read_manifest(build_dir / "freeze")
+    classes, sets = load_heldout(S.inp(cfg, build_dir, "quantize", "heldout"))
+    freeze_m = _read_json(S.inp(cfg, build_dir, "quantize", "metrics")) or {}
+    man = read_manifest(S.inp(cfg, build_dir, "quantize", "manifest").parent)
     threshold = man["recognition"]["threshold"]
     calib = calibration_set(cfg, size)
     print(f"quantizing with {impl}: strategy {strategy}, {len(calib)} calibration images, "
           f"CLE {'on' if cfg.quantize.include_cle else 'off'}, fast fine-tune "
           f"{'on' if cfg.quantize.include_fast_ft else 'off'}", flush=True)
     qmodel = run_quantizer(VitisQuantizer, quantize_scope, strategy, model, calib, cfg.quantize)
-    out_dir = build_dir / "quantize"
+    q_out = S.out(cfg, build_dir, "quantize", "model")
+    out_dir, q_name = q_out.parent, q_out.name
     with staged_dir(out_dir) as stage:
-        qmodel.save(str(stage / Q_FILE), include_optimizer=False)
+        qmodel.save(str(stage / q_name), include_optimizer=False)
         with quantize_scope():
-            reloaded = tf.keras.models.load_model(str(stage / Q_FILE), compile=False)
+            reloaded = tf.keras.models.load_model(str(stage / q_name), compile=False)
         mirror = bool(man["recognition"].get("mirror"))
         int8 = per_set_scores(lambda x: reloaded.predict(as_float(x), batch_size=512, verbose=0),
                               sets, classes, threshold, mirror)
         atomic_write_json(stage / "dpu_check.json", dict(check, vitis_inspector=vitis_inspect(
             model, stage)))
-        write_model_bundle(stage, stage / Q_FILE, classes, size, threshold,
+        write_model_bundle(stage, stage / q_name, classes, size, threshold,
                            man["recognition"]["how"], mirror)
         ladder = write_ladder(build_dir, cfg, freeze_m, int8, sets, threshold, impl)
         metrics = {"int8": int8, "float": freeze_m.get("scores", {}).get("float"),
                    "images": {k: int(len(x)) for k, (x, _) in sets.items()},
                    "calib_images": len(calib), "quantizer": impl, "strategy": strategy,
                    "where": execution_context(), "seconds": round(time.monotonic() - t0, 1)}
-        atomic_write_json(stage / "metrics.json", metrics)
+        atomic_write_json(stage / S.out(cfg, build_dir, "quantize", "metrics").name, metrics)
         atomic_write_json(stage / "provenance.json", provenance(
             "quantize", cfg, inputs={"model": {"path": str(src)}}, extra={"quantizer": impl}))
         _check_drop(cfg, ladder)
-    print(f"quantized: {out_dir / Q_FILE}")
+    print(f"quantized: {q_out}")
     return metrics
 
 
@@ -240,9 +241,12 @@ def write_ladder(build_dir: Path, cfg, freeze_m: dict, int8: dict, sets: dict,
     rung stays empty until `make board-bench`."""
     from toolchain import ladder as L
     sc, where = freeze_m.get("scores", {}), freeze_m.get("where", {})
-    rungs = [L.rung("float", "train/model.h5", where.get("float", "?"), sc.get("float")),
-             L.rung("frozen", "freeze/frozen.pb", where.get("frozen", "?"), sc.get("frozen")),
-             L.rung("int8", "quantize/quantized.h5", L.where_label(impl), int8),
+    art = {name: S.STAGES[st].outputs(cfg)[key] for name, st, key in
+           (("float", "train", "model"), ("frozen", "freeze", "frozen"),
+            ("int8", "quantize", "model"))}
+    rungs = [L.rung("float", art["float"], where.get("float", "?"), sc.get("float")),
+             L.rung("frozen", art["frozen"], where.get("frozen", "?"), sc.get("frozen")),
+             L.rung("int8", art["int8"], L.where_label(impl), int8),
              L.rung("board", "compile/<name>.xmodel", "ZCU104 DPU via VART (make board-bench)",
                     None)]
     ladder = L.build(rungs, {k: len(x) for k, (x, _) in sets.items()},
@@ -283,14 +287,14 @@ def quantize_tf1(cfg, build_dir: Path) -> dict:
     `vai_q_tensorflow` is on PATH, runs it; elsewhere it stops with one line saying how to run
     the prepared script in that image.
     """
-    frozen = build_dir / "freeze" / "frozen.pb"
-    io_path = build_dir / "freeze" / "io.json"
+    frozen = S.inp(cfg, build_dir, "quantize", "frozen")
+    io_path = S.inp(cfg, build_dir, "quantize", "io")
     if not frozen.exists() or not io_path.exists():
         raise UserError(f"{frozen} does not exist: run 'make freeze' first")
     io = json.loads(io_path.read_text())
     calib = calibration_set(cfg, int(io["input_shape"][1]))
     iters = max(len(calib) // cfg.quantize.calib_batch_size, 1)
-    work = build_dir / "quantize-tf1"
+    work = S.out(cfg, build_dir, "quantize", "script").parent
     with staged_dir(work) as stage:
         np.save(stage / "calib.npy", calib)
         atomic_write_text(stage / "calib_input.py", tf1_input_fn_module(

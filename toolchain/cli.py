@@ -81,18 +81,19 @@ def cmd_config(cfg, args) -> int:
 def cmd_show(cfg, args) -> int:
     """The figures of a finished stage, as `make <stage>` prints them when it is up to date."""
     import json
+    from . import stages as S
     build = Path(args.build_dir)
     if args.stage == "quantize":
-        ladder = build / "ladder" / "ladder.md"
         if cfg.quantize.flow == "tf1":
             print(f"quantize.flow=tf1: the quantized graph is "
-                  f"{build / 'quantize-tf1' / 'results' / 'quantize_eval_model.pb'}")
-        elif ladder.exists():
-            sys.stdout.write(ladder.read_text())
-        else:
+                  f"{S.out(cfg, build, 'quantize', 'model')}")
+            return 0
+        ladder = S.out(cfg, build, "quantize", "ladder")
+        if not ladder.exists():
             raise UserError(f"{ladder} does not exist: run 'make quantize' first")
+        sys.stdout.write(ladder.read_text())
         return 0
-    path = build / "train" / "metrics.json"
+    path = S.out(cfg, build, "train", "metrics")
     if not path.exists():
         raise UserError(f"{path} does not exist: run 'make train' first")
     from model.evaluate import headline

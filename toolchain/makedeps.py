@@ -84,6 +84,8 @@ def rules(cfg) -> str:
                 ups.append(up)
         prereqs = ups + [f"$(BUILD)/.cfg/{s.name}.yaml"] + _sources(s) + \
             [_mk_path(p) for p in s.data(cfg)]
+        lines += [f"OUT_{s.name}_{key} := $(BUILD)/{_mk_path(rel)}"
+                  for key, rel in s.outputs(cfg).items()]
         lines += [f"STAMP_{s.name} := {stamp}",
                   f"{stamp}: " + " \\\n    ".join(prereqs) + " | $(VENV_OK)",
                   f"\texec $(TC) {s.cli} $(ARGS)", ""]
