@@ -64,7 +64,14 @@ def no_container_paths(text: str):
 
 RUNTIME_PACKAGES = ("yaml", "_yaml", "docker", "requests", "urllib3", "idna", "certifi",
                     "charset_normalizer")
-SOURCES = ("toolchain", "model", "quantize", "compile", "config", "data")
+
+
+def _tracked_sources() -> list:
+    """Every file git tracks outside tests/ (so a new package or data folder is copied too;
+    a fixed list missed dpu_app/ once)."""
+    out = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True,
+                         check=True).stdout.decode()
+    return [f for f in out.split("\0") if f and not f.startswith(("tests/", ".ci/"))]
 
 
 def _free_uid() -> int:
@@ -99,9 +106,9 @@ def as_other_user(docker_image, tmp_path_factory):
     base = Path(tempfile.mkdtemp(prefix="toolchain-uid-", dir="/tmp"))
     os.chmod(base, 0o755)
     repo, site, home = base / "repo", base / "site", base / "home"
-    for d in SOURCES:
-        shutil.copytree(REPO_ROOT / d, repo / d,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for f in _tracked_sources():
+        (repo / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / f, repo / f)
     site.mkdir()
     home.mkdir()
     for name in RUNTIME_PACKAGES:
