@@ -94,5 +94,6 @@ def test_the_golden_check_notices_a_wrong_backend(golden, dpu_models, outputs):
     preprocessing slip) is far outside the tolerance."""
     from dpu_app.host_backend import HostBackend
     classes, x = golden
-    wrong = HostBackend(dpu_models["float"], classes, Preprocess(), runtime="tflite").infer(x * 255)
+    host = HostBackend(dpu_models["float"], classes, Preprocess(), runtime="tflite")
+    wrong = host.infer(x * 255)
     assert np.abs(wrong - outputs["float"]).max() > 1e-4
