@@ -3,8 +3,8 @@
 Functional Keras (vitis-quantizer needs a Functional model; a Sequential one fails),
 built only from layers the DPUCZDX8G runs, in the order that folds:
 Conv2D(no bias) -> BatchNormalization -> ReLU, Max/AvgPooling between stages, then either
-GlobalAveragePooling or Flatten, Dense -> BN -> ReLU, Dense(24) **logits** (no Softmax: the
-softmax lives in the loss, argmax in the app). Dropout is removed by the quantizer.
+GlobalAveragePooling or Flatten, Dense -> BN -> ReLU, Dense(classes) **logits** (24 letters +
+`nothing`; no Softmax: the softmax lives in the loss, argmax in the app). Dropout is removed by the quantizer.
 Input: float32 SxSx1 in [0, 1] (S = model.input_size); outputs: one logit per class (the 24
 letters, plus `nothing` when data.no_hand is on).
 """
