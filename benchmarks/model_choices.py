@@ -13,15 +13,10 @@ backgrounds read as "no hand", wall time, parameters.
 """
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from trainrun import machine_line, train_run
 
 # name -> overrides (on top of the config). "default" is the config as it is.
 CHOICES = {
@@ -37,34 +32,11 @@ CHOICES = {
 }
 
 
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def train_once(config, overrides, seed, keep=None) -> dict:
-    build = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="model-choice-"))
-    cmd = [sys.executable, "-m", "toolchain", "train", "--build-dir", str(build),
-           "--set", "runner=host", "--set", "train.progress=none", "--set", f"seed={seed}"]
-    if config:
-        cmd += ["--config", config]
-    for o in overrides:
-        cmd += ["--set", o]
-    t0 = time.monotonic()
-    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    wall = time.monotonic() - t0
-    if r.returncode != 0:
+    r, m, wall = train_run(config, [f"seed={seed}", *overrides], keep, prefix="model-choice-")
+    if m is None:
         raise SystemExit(f"error: {' '.join(overrides) or 'default'} (seed {seed}) failed: "
                          f"{(r.stderr.strip().splitlines() or ['?'])[-1]}")
-    m = json.loads((build / "train" / "metrics.json").read_text())
-    if not keep:
-        import shutil
-        shutil.rmtree(build, ignore_errors=True)
     sets = m["sets"]
     return {"photo": sets.get("photos_val", {}).get("accuracy"),
             "photo_top3": sets.get("photos_val", {}).get("top3"),
@@ -101,7 +73,7 @@ def main() -> int:
         print(f"error: unknown choice {', '.join(unknown)} (known: {', '.join(CHOICES)})",
               file=sys.stderr)
         return 2
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, {platform.platform()}; seeds {seeds}")
+    print(f"{machine_line()}; seeds {seeds}")
     rows = []
     for name in names:
         runs = [train_once(a.config, [*a.overrides, *CHOICES[name]], s) for s in seeds]

@@ -1,32 +1,15 @@
 #!/usr/bin/env python3
 """Benchmark: train a config from scratch in a fresh build dir; print test accuracy and wall time.
 
-    python bench/train_bench.py [--config C] [--set k=v ...] [--runs N] [--keep DIR]
+    python benchmarks/train_bench.py [--config C] [--set k=v ...] [--runs N] [--keep DIR]
 
 Runs `python -m toolchain train` as a user would (data loading, training, evaluation, reports
 included in the wall time) and prints one line per run plus the machine it ran on.
 """
 import argparse
-import json
-import os
-import platform
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from trainrun import machine_line, train_run
 
 
 def main() -> int:
@@ -37,36 +20,21 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--keep", default=None, help="keep the last run's build dir here")
     a = ap.parse_args()
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, {platform.platform()}")
+    print(machine_line())
     results = []
     for i in range(a.runs):
-        build = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="train-bench-"))
-        cmd = [sys.executable, "-m", "toolchain", "train", "--build-dir", str(build),
-               "--set", "train.progress=none", "--set", "runner=host"]
-        if a.config:
-            cmd += ["--config", a.config]
-        for o in a.overrides:
-            cmd += ["--set", o]
-        t0 = time.monotonic()
-        r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-        wall = time.monotonic() - t0
-        if r.returncode != 0:
+        r, m, wall = train_run(a.config, a.overrides, a.keep)
+        if m is None:
             print(r.stdout[-2000:], r.stderr[-2000:], sep="\n")
-            if not a.keep:
-                import shutil
-                shutil.rmtree(build, ignore_errors=True)
             return r.returncode
-        m = json.loads((build / "train" / "metrics.json").read_text())
-        if not a.keep:
-            import shutil
-            shutil.rmtree(build, ignore_errors=True)
         results.append((m["test_accuracy"], wall))
         p = m["sets"].get("photos_val", {})
         photos = (f"; real photos (validation) top-1 {p['accuracy'] * 100:.1f}% on "
                   f"{p['images']} images" if p.get("images") else "")
         print(f"run {i + 1}: Sign MNIST test accuracy {m['test_accuracy'] * 100:.2f}% on "
               f"{m['test_images']:,} images{photos}; wall time {wall:.0f}s ({wall / 60:.1f} "
-              f"min) for {m['epochs_run']} epochs, training {m['train_seconds']:.0f}s",
+              f"min) for {m['epochs_run']} epoch{'s' if m['epochs_run'] != 1 else ''}, "
+              f"training {m['train_seconds']:.0f}s",
               flush=True)
     if len(results) > 1:
         accs = [r[0] for r in results]

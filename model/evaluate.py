@@ -64,18 +64,12 @@ def load_heldout(path) -> tuple[tuple, dict]:
     return classes, sets
 
 
-def mirrored(x: np.ndarray) -> np.ndarray:
-    """Images (N, H, W[, C]) mirrored left-right."""
-    return np.ascontiguousarray(x[:, :, ::-1])
-
-
 def app_logits(logits_fn, x: np.ndarray, mirror: bool) -> np.ndarray:
     """What the app's decision sees, as logits: the model's output, or with mirror averaging
-    (recognition.mirror) the log of the mean of the image's and its mirror image's softmax."""
-    z = logits_fn(x)
+    (recognition.mirror) the log of the app's mirror-averaged probabilities (scoring.app_probs)."""
     if not mirror:
-        return z
-    p = (softmax(z) + softmax(logits_fn(mirrored(x)))) / 2
+        return logits_fn(x)
+    p = scoring.app_probs(lambda b: softmax(logits_fn(b)), x, True)
     return np.log(np.maximum(p, 1e-12))
 
 

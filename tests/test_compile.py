@@ -9,6 +9,7 @@ in test_docker_runner.py)."""
 import hashlib
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -379,8 +380,8 @@ def real_log_for(target_arch="DPUCZDX8G_ISA1_B4096_0101000056010407", dpu=1, tot
     text = text.replace("DPUCZDX8G_ISA1_B2304_0101000016010405", target_arch)
     text = text.replace("Total device subgraph number 3, DPU subgraph number 1",
                         f"Total device subgraph number {total}, DPU subgraph number {dpu}")
-    return text.replace("/home/imagingtechnerd/work/vai/tf2-resnet50/.//deploy.xmodel",
-                        "@OUT@/@NAME@.xmodel")
+    saved = re.search(r'The compiled xmodel is saved to "([^"]+)"', text).group(1)
+    return text.replace(saved, "@OUT@/@NAME@.xmodel")
 
 
 @pytest.fixture
