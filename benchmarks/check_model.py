@@ -51,6 +51,8 @@ def main() -> int:
     pix = rows[:, 1:].reshape(-1, 28, 28).astype(np.uint8)
     x = np.stack([cv2.resize(p, (size, size), interpolation=cv2.INTER_AREA) for p in pix])
     x = (x.astype("float32") / 255.0)[..., None]
+    if int(model.input_shape[-1]) == 3:           # a BGR model: the grey CSV as equal B, G, R
+        x = np.repeat(x, 3, axis=3)
     truth = np.array([string.ascii_uppercase[int(v)] for v in rows[:, 0]])
 
     def probs(batch):

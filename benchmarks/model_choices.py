@@ -27,6 +27,7 @@ CHOICES = {
                   "train.augment.scale=[0.8,1.4]", "train.augment.shift=0.15",
                   "train.augment.contrast=0.7"],
     "photos-0.6": ["train.mix.photos=0.6", "train.mix.no_hand=0.15"],
+    "colour": ["model.color=bgr"],                       # BGR input: the photos keep colour
     # the photos still give the validation split, but no training batch holds one
     "no-photos": ["train.mix.photos=0", "train.mix.no_hand=0", "data.no_hand=false"],
 }

@@ -19,6 +19,7 @@ import numpy as np
 
 # 5x5 Gaussian (sigma 1 px) for the blur; an image gets x + a * (blur(x) - x), a in [0, 1]
 _G1 = np.exp(-0.5 * (np.arange(5) - 2.0) ** 2)
+BGR_LUMA = np.array([0.114, 0.587, 0.299], np.float32)
 BLUR_KERNEL = (np.outer(_G1, _G1) / np.outer(_G1, _G1).sum()).astype(np.float32)[:, :, None, None]
 
 
@@ -67,10 +68,19 @@ def identity_rows(n: int, src: int, out: int) -> np.ndarray:
     return transform_rows(c * one, c * one, src * one, src * one, 0 * one, one, out)
 
 
-def pixel_params(rng: np.random.Generator, n: int, acfg) -> np.ndarray:
-    """(n, 5) float32: brightness offset, contrast factor, gamma, blur amount, noise sigma."""
+def pixel_params(rng: np.random.Generator, n: int, acfg, channels: int = 1) -> np.ndarray:
+    """(n, 5) float32: brightness offset, contrast factor, gamma, blur amount, noise sigma;
+    for BGR (channels 3) (n, 9): then 1 where the image is made grey, and B, G, R gains
+    (white balance)."""
     if not acfg.enabled:
-        return np.tile(np.array([0, 1, 1, 0, 0], np.float32), (n, 1))
+        neutral = [0, 1, 1, 0, 0] + ([0, 1, 1, 1] if channels == 3 else [])
+        return np.tile(np.array(neutral, np.float32), (n, 1))
+    if channels == 3:
+        base = pixel_params(rng, n, acfg)
+        grey = (rng.random(n) < acfg.greyscale).astype(np.float32)
+        gains = np.exp(rng.uniform(-np.log1p(acfg.white_balance), np.log1p(acfg.white_balance),
+                                   (n, 3)))
+        return np.concatenate([base, grey[:, None], gains], 1).astype(np.float32)
     bri = rng.uniform(-acfg.brightness, acfg.brightness, n)
     con = np.exp(rng.uniform(-np.log1p(acfg.contrast), np.log1p(acfg.contrast), n))
     gam = np.exp(rng.uniform(-np.log1p(acfg.gamma), np.log1p(acfg.gamma), n))
@@ -118,25 +128,37 @@ def clutter(rng: np.random.Generator, ctx: np.ndarray, masks: np.ndarray,
     sel = np.flatnonzero(rng.random(len(ctx)) < p)
     if len(sel):
         bg = backgrounds[rng.integers(0, len(backgrounds), len(sel))]
-        m = masks[sel]
+        m = masks[sel] if ctx.ndim == 3 else masks[sel][..., None]
         out[sel] = np.round(m * ctx[sel] + (1 - m) * bg).astype(np.uint8)
     return out
 
 
 def warp_tf(images_u8, transforms, out: int):
-    """uint8 (n, H, W) sources -> float32 (n, out, out, 1) in [0, 1], bilinear, edges repeated."""
+    """uint8 (n, H, W) grey or (n, H, W, 3) BGR sources -> float32 (n, out, out, C) in [0, 1],
+    bilinear, edges repeated."""
     import tensorflow as tf
-    x = tf.cast(images_u8, tf.float32)[..., None] / 255.0
+    x = tf.cast(images_u8, tf.float32) / 255.0
+    if len(images_u8.shape) == 3:
+        x = x[..., None]
     return tf.raw_ops.ImageProjectiveTransformV3(
         images=x, transforms=transforms, output_shape=[out, out], fill_value=0.0,
         interpolation="BILINEAR", fill_mode="NEAREST")
 
 
 def pixels_tf(x, params, noise_seed):
-    """Blur, gamma, contrast, brightness and noise per image; clipped to [0, 1]."""
+    """(BGR: grey share, white balance,) blur, gamma, contrast, brightness and noise per
+    image; clipped to [0, 1]."""
     import tensorflow as tf
     bri, con, gam, blur, noise = [params[:, i][:, None, None, None] for i in range(5)]
-    x = x + blur * (tf.nn.conv2d(x, BLUR_KERNEL, 1, "SAME") - x)
+    if params.shape[1] == 9:                                  # BGR
+        grey = params[:, 5][:, None, None, None]
+        luma = tf.reduce_sum(x * BGR_LUMA, axis=3, keepdims=True)     # cv2's BGR2GRAY
+        x = x + grey * (luma - x)
+        x = x * params[:, 6:9][:, None, None, :]
+        kernel = np.tile(BLUR_KERNEL, (1, 1, 3, 1))
+        x = x + blur * (tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "SAME") - x)
+    else:
+        x = x + blur * (tf.nn.conv2d(x, BLUR_KERNEL, 1, "SAME") - x)
     x = tf.clip_by_value(x, 0.0, 1.0) ** gam
     mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
     x = (x - mean) * con + mean + bri

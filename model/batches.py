@@ -42,16 +42,25 @@ class TrainingData:
                   f"source photos)")
             if self.nothing is not None:
                 s += f"; no-hand crops train {len(p.bg_train):,}  val {len(p.bg_val):,}"
-        return s + f"; {len(self.classes)} classes, input {self.size}x{self.size} grey"
+        kind = "BGR" if self.channels == 3 else "grey"
+        return s + f"; {len(self.classes)} classes, input {self.size}x{self.size} {kind}"
+
+    @property
+    def channels(self) -> int:
+        """1 (grey) or 3 (BGR): the Sign MNIST sets are widened to it when loaded."""
+        return 3 if self.kaggle_test.x.ndim == 4 else 1
 
 
 def load_training_data(cfg) -> TrainingData:
+    from model.net import channels
     size = cfg.model.input_size
     no_hand = cfg.data.no_hand
+    c = channels(cfg.model)
     train, val = D.load_kaggle_splits(cfg.data, cfg.seed, size)
     test = D.load_test_set(cfg.data, size)
-    photos = D.load_photos(cfg.data, cfg.seed, size, no_hand)
-    return TrainingData(D.class_names(no_hand), size, train, val, test, photos)
+    photos = D.load_photos(cfg.data, cfg.seed, size, no_hand, cfg.model.color)
+    return TrainingData(D.class_names(no_hand), size, train.with_channels(c),
+                        val.with_channels(c), test.with_channels(c), photos)
 
 
 def batch_counts(cfg, data: TrainingData) -> tuple[int, int, int]:
@@ -73,8 +82,9 @@ class MixedSampler:
         p = data.photos
         self.csize = D.context_size(data.size)
         self.masks = A.hand_masks(p.train.box, self.csize) if p else None
-        self.backgrounds = p.bg_train if p is not None else np.zeros((0, self.csize, self.csize),
-                                                                     np.uint8)
+        self.tail = (3,) if data.channels == 3 else ()
+        self.backgrounds = p.bg_train if p is not None else np.zeros(
+            (0, self.csize, self.csize) + self.tail, np.uint8)
 
     def _kaggle(self, n: int):
         S = self.data.size
@@ -101,8 +111,9 @@ class MixedSampler:
         S, C = self.data.size, self.csize
         n_empty = n // 4 if len(self.backgrounds) else n
         idx = self.rng.integers(0, max(len(self.backgrounds), 1), n - n_empty)
+        empty = D.with_channels(A.empty_frames(self.rng, n_empty, C), self.data.channels)
         img = np.concatenate([self.backgrounds[idx] if len(self.backgrounds) else
-                              np.zeros((0, C, C), np.uint8), A.empty_frames(self.rng, n_empty, C)])
+                              np.zeros((0, C, C) + self.tail, np.uint8), empty])
         base = self.rng.uniform(0.6, 1.0, n) * C
         tr = A.crop_transforms(self.rng, n, S, (C - 1) / 2, base, self.acfg, shift_scale=0.5)
         return img, tr, np.full(n, self.data.nothing, np.int64)
@@ -113,14 +124,14 @@ class MixedSampler:
         if nph:
             px, ptr, py = self._photos(nph)
         else:
-            px, ptr, py = (np.zeros((0, self.csize, self.csize), np.uint8),
+            px, ptr, py = (np.zeros((0, self.csize, self.csize) + self.tail, np.uint8),
                            np.zeros((0, 8), np.float32), np.zeros(0, np.int64))
         if nbg:
             bx, btr, by = self._no_hand(nbg)
         else:
-            bx, btr, by = (np.zeros((0, self.csize, self.csize), np.uint8),
+            bx, btr, by = (np.zeros((0, self.csize, self.csize) + self.tail, np.uint8),
                            np.zeros((0, 8), np.float32), np.zeros(0, np.int64))
-        pix = A.pixel_params(self.rng, nk + nph + nbg, self.acfg)
+        pix = A.pixel_params(self.rng, nk + nph + nbg, self.acfg, self.data.channels)
         seed = self.rng.integers(0, 2 ** 31 - 1, 2)
         return (kx, ktr, px, ptr, bx, btr, pix, np.concatenate([ky, py, by]), seed)
 

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from dpu_app.contract import LABELS_FILE, MANIFEST_FILE, make_manifest, sha256_file
-from model import data as D
+from dpu_app.contract import LABELS_FILE, MANIFEST_FILE, Preprocess, make_manifest, sha256_file
 from model import evaluate as E
 from model import reports
 from model.steps import Steps
@@ -32,12 +31,13 @@ from toolchain.config import to_dict
 
 
 
-def write_model_bundle(stage: Path, model_path: Path, classes, size: int, threshold: float,
+def write_model_bundle(stage: Path, model_path: Path, classes, input_shape, threshold: float,
                        how: str, mirror: bool) -> dict:
-    """labels.txt and manifest.json beside a saved model (train, freeze and quantize use it)."""
+    """labels.txt and manifest.json beside a saved model (train, freeze and quantize use it);
+    input_shape (H, W, C) gives the preprocessing: grey for 1 channel, BGR for 3."""
     atomic_write_text(stage / LABELS_FILE, "\n".join(classes) + "\n")
     man = make_manifest(model_file=model_path.name, sha256=sha256_file(str(model_path)),
-                        labels=list(classes), preprocess=D.preprocess_for(size),
+                        labels=list(classes), preprocess=Preprocess.for_input(input_shape),
                         threshold=threshold, how=how, mirror=mirror)
     atomic_write_json(stage / MANIFEST_FILE, man)
     return man
@@ -55,7 +55,8 @@ def finish(cfg, tf, model, data, run, t_start: float, out_dir: Path) -> dict:
         preds = E.predict_sets(Steps(saved).logits, data, mirror=cfg.recognition.mirror)
         threshold, how = E.calibrate(preds, data.classes, cfg.recognition)
         scores = E.score_sets(preds, data.classes, threshold)
-        write_model_bundle(stage, model_path, data.classes, data.size, threshold, how,
+        write_model_bundle(stage, model_path, data.classes,
+                           (data.size, data.size, data.channels), threshold, how,
                            cfg.recognition.mirror)
         test = scores["sign_mnist_test"]
         metrics = {

@@ -57,31 +57,43 @@ def raw_to_class(raw) -> np.ndarray:
     return _RAW_TO_CLASS[raw]
 
 
-def preprocess_for(size: int) -> Preprocess:
-    """The app's preprocessing for a square grey input of `size` pixels."""
-    return Preprocess(width=size, height=size, color="gray")
+def preprocess_for(size: int, color: str = "grey") -> Preprocess:
+    """The app's preprocessing for a square input of `size` pixels, grey or BGR
+    (model.color)."""
+    return Preprocess(width=size, height=size, color="bgr" if color == "bgr" else "gray")
 
 
 def to_input_size(pixels: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (N, h, w) images -> uint8 (N, size, size), resized as the app resizes a crop."""
+    """uint8 (N, h, w[, 3]) images -> uint8 (N, size, size[, 3]), resized as the app resizes
+    a crop."""
     import cv2
-    if pixels.shape[1:] == (size, size):
+    if pixels.shape[1:3] == (size, size):
         return pixels
-    out = np.empty((len(pixels), size, size), np.uint8)
+    out = np.empty((len(pixels), size, size) + pixels.shape[3:], np.uint8)
     for i, p in enumerate(pixels):
         out[i] = cv2.resize(p, (size, size), interpolation=cv2.INTER_AREA)
     return out
 
 
+def with_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
+    """Grey uint8 (N, H, W) as the model's channels: unchanged for 1, equal B, G, R for 3
+    (what the app's cvtColor(GRAY2BGR) does to a grey frame)."""
+    if channels == 3 and pixels.ndim == 3:
+        return np.repeat(pixels[..., None], 3, axis=3)
+    return pixels
+
+
 def as_float(pixels: np.ndarray) -> np.ndarray:
-    """uint8 (N, H, W) -> the model input, float32 (N, H, W, 1) = pixels / 255 (the app's)."""
-    return (pixels.astype(np.float32) / 255.0)[..., None]
+    """uint8 (N, H, W) grey or (N, H, W, 3) BGR -> the model input, float32 (N, H, W, C) =
+    pixels / 255 (the app's)."""
+    x = pixels.astype(np.float32) / 255.0
+    return x[..., None] if x.ndim == 3 else x
 
 
 @dataclass
 class Dataset:
     """Images at the model's input size (uint8) with class indices."""
-    x: np.ndarray              # uint8 (N, S, S)
+    x: np.ndarray              # uint8 (N, S, S) grey, or (N, S, S, 3) BGR (model.color)
     y: np.ndarray              # int64 class indices
     path: str
     sha256: str
@@ -94,6 +106,9 @@ class Dataset:
 
     def float(self) -> np.ndarray:
         return as_float(self.x)
+
+    def with_channels(self, channels: int) -> "Dataset":
+        return Dataset(with_channels(self.x, channels), self.y, self.path, self.sha256)
 
 
 # ============================================================================ Sign MNIST
@@ -157,7 +172,7 @@ def load_kaggle_splits(data_cfg, seed: int, size: int) -> tuple[Dataset, Dataset
 @dataclass
 class PhotoTrain:
     """Training photos as context crops: the hand square sits in the middle at scale 1."""
-    ctx: np.ndarray            # uint8 (N, C, C), C = context_size(S)
+    ctx: np.ndarray            # uint8 (N, C, C[, 3]), C = context_size(S)
     y: np.ndarray              # class indices
     box: np.ndarray            # float32 (N, 2): the hand box's w, h as fractions of the context
     sources: list
@@ -167,7 +182,7 @@ class PhotoTrain:
 class PhotoSets:
     train: PhotoTrain
     val: Dataset               # hand crops exactly as the app makes them
-    bg_train: np.ndarray       # uint8 (M, C, C) no-hand context crops (training photos)
+    bg_train: np.ndarray       # uint8 (M, C, C[, 3]) no-hand context crops (training photos)
     bg_val: Dataset            # no-hand crops at input size (validation photos)
     folders: list = field(default_factory=list)     # [{path, photos, sha256}]
     val_sources: int = 0
@@ -185,8 +200,11 @@ def context_size(size: int) -> int:
     return int(math.ceil(size * CONTEXT / HAND_MARGIN))
 
 
-def _grey(img: np.ndarray) -> np.ndarray:
+def _as_color(img: np.ndarray, color: str) -> np.ndarray:
+    """A BGR photo as the model sees it: grey, or BGR (a grey photo as equal B, G, R)."""
     import cv2
+    if color == "bgr":
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img
     return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img
 
 
@@ -200,7 +218,13 @@ def _context_crop(grey: np.ndarray, box, csize: int) -> tuple[np.ndarray, tuple]
     return cv2.resize(crop, (csize, csize), interpolation=cv2.INTER_AREA), (bw, bh)
 
 
-def load_photos(data_cfg, seed: int, size: int, no_hand: bool) -> PhotoSets | None:
+def _squeeze(pix: np.ndarray) -> np.ndarray:
+    """(S, S, 1) grey -> (S, S); (S, S, 3) BGR unchanged."""
+    return pix[:, :, 0] if pix.shape[2] == 1 else pix
+
+
+def load_photos(data_cfg, seed: int, size: int, no_hand: bool,
+                color: str = "grey") -> PhotoSets | None:
     """Every configured photo folder, split by source photo, as training context crops,
     validation crops (the app's) and no-hand crops. None when no folder is configured."""
     import cv2
@@ -208,7 +232,7 @@ def load_photos(data_cfg, seed: int, size: int, no_hand: bool) -> PhotoSets | No
         return None
     names = class_names(no_hand)
     csize = context_size(size)
-    pp = preprocess_for(size)
+    pp = preprocess_for(size, color)
     rng = np.random.default_rng(seed + 11)
     folders, photos, names_cfg = [], [], []
     for d in data_cfg.photos:
@@ -237,13 +261,13 @@ def load_photos(data_cfg, seed: int, size: int, no_hand: bool) -> PhotoSets | No
         except DS.AppError as e:
             raise DataError(str(e)) from None
         h, w = img.shape[:2]
-        grey = _grey(img)
+        grey = _as_color(img, color)           # grey, or BGR for a colour model
         n_bg = data_cfg.background_crops if no_hand else 0
         if i in val_set:                       # exactly what the app would feed the model
             hand, bgs = DS.photo_inputs(p, grey, pp, n_bg)
             if hand is not None:
-                vx.append(hand[:, :, 0]), vy.append(names.index(p.label))
-            bg_va += [b[:, :, 0] for b in bgs]
+                vx.append(_squeeze(hand)), vy.append(names.index(p.label))
+            bg_va += [_squeeze(b) for b in bgs]
             continue
         if p.label != NO_HAND:
             c, b = _context_crop(grey, DS.box_pixels(p, w, h), csize)
@@ -256,12 +280,13 @@ def load_photos(data_cfg, seed: int, size: int, no_hand: bool) -> PhotoSets | No
         raise DataError(f"photo folders {', '.join(data_cfg.photos)}: no training photos of "
                         f"hands left after the validation split")
     nothing = names.index(NO_HAND) if no_hand else -1
-    empty = np.zeros((0, size, size), np.uint8)
+    tail = (3,) if color == "bgr" else ()
+    empty = np.zeros((0, size, size) + tail, np.uint8)
     return PhotoSets(
         train=PhotoTrain(np.stack(ctx), np.array(ys, np.int64), np.array(boxes, np.float32),
                          srcs),
         val=Dataset(np.stack(vx) if vx else empty, np.array(vy, np.int64), "photos", ""),
-        bg_train=np.stack(bg_tr) if bg_tr else np.zeros((0, csize, csize), np.uint8),
+        bg_train=np.stack(bg_tr) if bg_tr else np.zeros((0, csize, csize) + tail, np.uint8),
         bg_val=Dataset(np.stack(bg_va) if bg_va else empty,
                        np.full(len(bg_va), nothing, np.int64), "photos", ""),
         folders=folders, val_sources=len({photos[i].source for i in va_idx}),

@@ -5,7 +5,7 @@ built only from layers the DPUCZDX8G runs, in the order that folds:
 Conv2D(no bias) -> BatchNormalization -> ReLU, Max/AvgPooling between stages, then either
 GlobalAveragePooling or Flatten, Dense -> BN -> ReLU, Dense(classes) **logits** (24 letters +
 `nothing`; no Softmax: the softmax lives in the loss, argmax in the app). Dropout is removed by the quantizer.
-Input: float32 SxSx1 in [0, 1] (S = model.input_size); outputs: one logit per class (the 24
+Input: float32 SxSxC in [0, 1] (S = model.input_size, C = 1 grey or 3 BGR: model.color); outputs: one logit per class (the 24
 letters, plus `nothing` when data.no_hand is on).
 """
 from __future__ import annotations
@@ -30,6 +30,11 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
 
 
+def channels(mcfg) -> int:
+    """Input channels of the configured model: 1 (grey) or 3 (BGR)."""
+    return 3 if mcfg.color == "bgr" else 1
+
+
 def build_model(mcfg, num_classes: int, seed: int = 0):
     """Build the configured network. Returns an uncompiled Functional tf.keras.Model."""
     import tensorflow as tf
@@ -38,7 +43,7 @@ def build_model(mcfg, num_classes: int, seed: int = 0):
     init = tf.keras.initializers.HeNormal
     k = mcfg.kernel_size
     size = mcfg.input_size
-    inp = tf.keras.Input(shape=(size, size, 1), name=INPUT_NAME)
+    inp = tf.keras.Input(shape=(size, size, channels(mcfg)), name=INPUT_NAME)
     x = inp
     n = 0
     if mcfg.stem:

@@ -69,9 +69,10 @@ class Steps:
         self.logits_step = logits_step
 
     def logits(self, x: np.ndarray, batch: int = 512) -> np.ndarray:
-        """float32 (N, H, W, 1) or uint8 (N, H, W) -> logits (N, classes)."""
+        """float32 (N, H, W, C) or uint8 (N, H, W[, 3]) -> logits (N, classes)."""
         if x.dtype == np.uint8:
-            x = (x.astype(np.float32) / 255.0)[..., None]
+            x = x.astype(np.float32) / 255.0
+            x = x[..., None] if x.ndim == 3 else x
         out = [self.logits_step(x[i:i + batch]).numpy() for i in range(0, len(x), batch)]
         return np.concatenate(out) if out else np.zeros((0, self.n_classes), np.float32)
 

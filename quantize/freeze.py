@@ -164,12 +164,12 @@ def freeze(cfg, build_dir: str | Path) -> dict:
         pb_gd.ParseFromString((stage / pb_name).read_bytes())
         pb_out = run_frozen(pb_gd, inputs[0], outputs[0], as_float(x_all))
         size = int(model.input_shape[1])
-        io = {"input": inputs[0], "output": outputs[0], "input_shape": [None, size, size, 1],
+        io = {"input": inputs[0], "output": outputs[0], "input_shape": [None, size, size, int(model.input_shape[3])],
               "output_shape": [None, len(classes)], "input_range": [0.0, 1.0],
               "output_kind": "logits"}
         atomic_write_json(stage / S.out(cfg, build_dir, "freeze", "io").name, io)
         # labels.txt + manifest.json beside the model: the folder is a host bundle for dpu_app
-        write_model_bundle(stage, stage / h5_name, classes, size,
+        write_model_bundle(stage, stage / h5_name, classes, model.input_shape[1:],
                            train_man["recognition"]["threshold"], train_man["recognition"]["how"],
                            mirror)
         threshold = train_man["recognition"]["threshold"]
@@ -224,4 +224,6 @@ def read_manifest(bundle: Path) -> dict:
 
 
 def as_float(x_u8: np.ndarray) -> np.ndarray:
-    return (x_u8.astype(np.float32) / 255.0)[..., None]
+    """uint8 (N, H, W) grey or (N, H, W, 3) BGR -> float32 (N, H, W, C) / 255."""
+    x = x_u8.astype(np.float32) / 255.0
+    return x[..., None] if x.ndim == 3 else x

@@ -175,7 +175,7 @@ def quantize(cfg, build_dir: str | Path) -> dict:
                               sets, classes, threshold, mirror)
         atomic_write_json(stage / "dpu_check.json", dict(check, vitis_inspector=vitis_inspect(
             model, stage)))
-        write_model_bundle(stage, stage / q_name, classes, size, threshold,
+        write_model_bundle(stage, stage / q_name, classes, model.input_shape[1:], threshold,
                            man["recognition"]["how"], mirror)
         ladder = write_ladder(build_dir, cfg, freeze_m, int8, sets, threshold, impl)
         metrics = {"int8": int8, "float": freeze_m.get("scores", {}).get("float"),

@@ -80,8 +80,11 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     """The DPU-friendly CNN: stages of Conv-BN-ReLU, pooling, a dense or conv head, logits out."""
-    input_size: int = opt(28, "square grey input in pixels (Sign MNIST is 28; a photo's hand "
+    input_size: int = opt(28, "square input in pixels (Sign MNIST is 28; a photo's hand "
                           "crop is resized to it)", min=8, max=256)
+    color: str = opt("grey", "grey: 1 channel; bgr: the camera's 3 colour channels (Sign "
+                     "MNIST's grey images go in as equal B, G, R; training turns a share of "
+                     "the photos grey)", choices=["grey", "bgr"])
     stem: int = opt(0, "channels of a stride-2 3x3 Conv-BN-ReLU stem before the stages (halves "
                     "the resolution: a larger input at little cost); 0 = none", min=0, max=4096)
     widths: typing.List[int] = opt([16, 32, 64], "output channels of each conv stage (<= 4096)")
@@ -147,6 +150,10 @@ class AugmentConfig:
                        max=0.3)
     clutter: float = opt(0.3, "share of photos whose background outside the hand box is "
                          "replaced by another photo's", min=0.0, max=1.0)
+    greyscale: float = opt(0.2, "model.color bgr: share of images made grey (grey cameras, "
+                           "grey photos)", min=0.0, max=1.0)
+    white_balance: float = opt(0.1, "model.color bgr: per-channel gain between 1/(1+this) and "
+                               "1+this (camera white balance)", min=0.0, max=2.0)
     sign_mnist_geometry: float = opt(0.6, "Sign MNIST images are hand crops already: their "
                                      "scale, aspect, shift and rotation jitter is this "
                                      "fraction of the photos'", min=0.0, max=1.0)

@@ -1,0 +1,121 @@
+"""model.color=bgr: a colour model through train, freeze and quantize, and the app's crops.
+
+The grey default is covered everywhere else; here the same chain runs with 3 input channels:
+the photos stay colour, Sign MNIST goes in as equal B, G, R (what the app's GRAY2BGR does to
+a grey frame), and every bundle tells the app to feed BGR.
+"""
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from conftest import QUICK_TRAIN as QUICK
+from dpu_app import datasets as DS
+from dpu_app.contract import Preprocess, load_manifest
+from model import augment as A
+
+BGR = ["--set", "model.color=bgr"]
+
+
+def _stage(repo_root, stage, build, *extra):
+    r = subprocess.run([sys.executable, "-m", "toolchain", stage, "--build-dir", str(build),
+                        *QUICK, *BGR, *extra], cwd=repo_root, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r
+
+
+@pytest.fixture(scope="module")
+def colour_build(tmp_path_factory, repo_root):
+    build = tmp_path_factory.mktemp("colour_build")
+    r = _stage(repo_root, "train", build, "--set", "train.epochs=2")
+    assert "input 28x28 BGR" in r.stdout
+    return build
+
+
+def test_colour_training_bundle_says_bgr_and_keeps_the_photos_colour(colour_build):
+    import tensorflow as tf
+    model = tf.keras.models.load_model(str(colour_build / "train" / "model.h5"), compile=False)
+    assert tuple(model.input_shape[1:]) == (28, 28, 3)
+    man = load_manifest(str(colour_build / "train" / "manifest.json"))
+    assert man.preprocess.color == "bgr" and man.preprocess.channels == 3
+    with np.load(colour_build / "train" / "heldout.npz") as z:
+        sm, ph = z["sign_mnist_test_x"], z["photos_val_x"]
+    assert sm.shape[1:] == (28, 28, 3) and ph.shape[1:] == (28, 28, 3)
+    assert (sm[..., 0] == sm[..., 1]).all() and (sm[..., 1] == sm[..., 2]).all()
+    assert (ph[..., 0] != ph[..., 2]).any(), "the validation photos lost their colour"
+
+
+def test_app_crops_the_validation_photos_exactly_as_the_trainer(colour_build):
+    """The exported validation folder, cut by the app's own code with the manifest's
+    preprocessing, gives the very pixels the trainer scored."""
+    man = load_manifest(str(colour_build / "train" / "manifest.json"))
+    pf = DS.scan_photo_folder(str(colour_build / "train" / "photos_val"))
+    app = [DS.photo_inputs(p, DS.read_photo(p), man.preprocess)[0] for p in pf.photos]
+    app = np.stack([a for a in app if a is not None])
+    with np.load(colour_build / "train" / "heldout.npz") as z:
+        trainer = z["photos_val_x"]
+    key = lambda arr: sorted(a.tobytes() for a in arr)          # noqa: E731 (order differs)
+    assert app.shape == trainer.shape and key(app) == key(trainer)
+
+
+def test_colour_freeze_and_quantize_keep_three_channels(colour_build, repo_root):
+    _stage(repo_root, "freeze", colour_build)
+    io = json.loads((colour_build / "freeze" / "io.json").read_text())
+    assert io["input_shape"] == [None, 28, 28, 3]
+    # a 2-epoch model's int8 accuracy is not the point here: the tolerances are opened
+    _stage(repo_root, "quantize", colour_build, "--set", "quantize.max_drop_pt=100",
+           "--set", "quantize.max_photo_drop_pt=100", "--set", "quantize.calib_size=200")
+    for stage in ("freeze", "quantize"):
+        man = load_manifest(str(colour_build / stage / "manifest.json"))
+        assert man.preprocess.color == "bgr", stage
+    import tensorflow as tf
+    from vitis_quantizer import quantize_scope
+    with quantize_scope():
+        q = tf.keras.models.load_model(str(colour_build / "quantize" / "quantized.h5"),
+                                       compile=False)
+    assert tuple(q.input_shape[1:]) == (28, 28, 3)
+
+
+def test_bgr_pixel_params_grey_share_and_white_balance():
+    acfg = SimpleNamespace(enabled=True, brightness=0.0, contrast=0.0, gamma=0.0, blur=0.0,
+                           noise=0.0, greyscale=0.5, white_balance=0.2)
+    rng = np.random.default_rng(0)
+    p = A.pixel_params(rng, 400, acfg, channels=3)
+    assert p.shape == (400, 9)
+    assert 0.35 < p[:, 5].mean() < 0.65 and set(np.unique(p[:, 5])) <= {0.0, 1.0}
+    assert p[:, 6:].min() >= 1 / 1.2 - 1e-6 and p[:, 6:].max() <= 1.2 + 1e-6
+    grey_only = A.pixel_params(np.random.default_rng(0), 400, acfg, channels=1)
+    assert grey_only.shape == (400, 5)
+    off = A.pixel_params(rng, 3, SimpleNamespace(enabled=False), channels=3)
+    assert (off == np.array([0, 1, 1, 0, 0, 0, 1, 1, 1], np.float32)).all()
+
+
+def test_bgr_pixels_made_grey_are_the_apps_grey():
+    import cv2
+    img = np.random.default_rng(1).integers(0, 256, (2, 16, 16, 3)).astype(np.uint8)
+    params = np.array([[0, 1, 1, 0, 0, 1, 1, 1, 1],      # made grey, nothing else
+                       [0, 1, 1, 0, 0, 0, 1, 1, 1]],     # untouched
+                      np.float32)
+    out = A.pixels_tf(img.astype(np.float32) / 255, params, np.array([1, 2])).numpy()
+    want = cv2.cvtColor(img[0], cv2.COLOR_BGR2GRAY).astype(np.float32) / 255
+    for c in range(3):
+        assert np.abs(out[0, :, :, c] - want).max() < 1 / 255 + 1e-6
+    assert np.abs(out[1] - img[1] / 255).max() < 1e-6
+
+
+def test_clutter_replaces_the_background_of_colour_context_crops():
+    rng = np.random.default_rng(2)
+    ctx = np.full((4, 20, 20, 3), 200, np.uint8)
+    bgs = np.zeros((3, 20, 20, 3), np.uint8)
+    masks = A.hand_masks(np.full((4, 2), 0.4, np.float32), 20)
+    out = A.clutter(rng, ctx, masks, bgs, 1.0)
+    assert out.shape == ctx.shape
+    assert (out[:, 10, 10] == 200).all() and (out[:, 0, 0] == 0).all()
+
+
+def test_preprocess_for_input_picks_bgr_for_three_channels():
+    assert Preprocess.for_input((28, 28, 3)).color == "bgr"
+    assert Preprocess.for_input((28, 28, 1)).color == "gray"
