@@ -20,14 +20,14 @@ from trainrun import machine_line, train_run
 
 # name -> overrides (on top of the config). "default" is the config as it is.
 CHOICES = {
-    "default": [],                                       # 28 px grey, flatten head
+    "default": [],                                       # 28 px BGR, flatten head
+    "grey": ["model.color=grey", "quantize.include_fast_ft=false"],   # the default before
     "40px-stem-gap": ["model.input_size=40", "model.stem=16", "model.head=gap",
                       "model.widths=[32,64,128]"],
     "heavy-aug": ["train.augment.clutter=0.7", "train.augment.rotation_deg=20",
                   "train.augment.scale=[0.8,1.4]", "train.augment.shift=0.15",
                   "train.augment.contrast=0.7"],
     "photos-0.6": ["train.mix.photos=0.6", "train.mix.no_hand=0.15"],
-    "colour": ["model.color=bgr"],                       # BGR input: the photos keep colour
     # the photos still give the validation split, but no training batch holds one
     "no-photos": ["train.mix.photos=0", "train.mix.no_hand=0", "data.no_hand=false"],
 }

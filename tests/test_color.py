@@ -1,6 +1,7 @@
-"""model.color=bgr: a colour model through train, freeze and quantize, and the app's crops.
+"""model.color: the colour model (the default) through train, freeze and quantize, the app's crops,
+and the grey option.
 
-The grey default is covered everywhere else; here the same chain runs with 3 input channels:
+The suite's small build is grey (tests/conftest.py); here the same chain runs with 3 channels:
 the photos stay colour, Sign MNIST goes in as equal B, G, R (what the app's GRAY2BGR does to
 a grey frame), and every bundle tells the app to feed BGR.
 """
@@ -119,3 +120,44 @@ def test_clutter_replaces_the_background_of_colour_context_crops():
 def test_preprocess_for_input_picks_bgr_for_three_channels():
     assert Preprocess.for_input((28, 28, 3)).color == "bgr"
     assert Preprocess.for_input((28, 28, 1)).color == "gray"
+
+
+def test_grey_option_still_trains_a_one_channel_model(tmp_path, repo_root):
+    """model.color=grey (the default before colour won on the photos): 1 input channel, a
+    grey manifest, grey held-out arrays."""
+    r = subprocess.run([sys.executable, "-m", "toolchain", "train", "--build-dir", str(tmp_path),
+                        *QUICK, "--set", "model.color=grey", "--set", "train.epochs=1"],
+                       cwd=repo_root, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "input 28x28 grey" in r.stdout
+    man = load_manifest(str(tmp_path / "train" / "manifest.json"))
+    assert man.preprocess.color == "gray" and man.preprocess.channels == 1
+    with np.load(tmp_path / "train" / "heldout.npz") as z:
+        assert z["sign_mnist_test_x"].ndim == 3 and z["photos_val_x"].ndim == 3
+
+
+def test_colour_models_in_the_apps_host_backends_match_keras(colour_build, repo_root):
+    """The app's host backends (TFLite of the float and of the int8 model) give Keras's
+    probabilities on the colour held-out crops (run after the quantize test above)."""
+    import tensorflow as tf
+    from dpu_app.contract import softmax
+    from dpu_app.host_backend import HostBackend
+    from model.evaluate import load_heldout
+    from quantize.freeze import as_float
+    from vitis_quantizer import quantize_scope
+    q_h5 = colour_build / "quantize" / "quantized.h5"
+    if not q_h5.exists():
+        _stage(repo_root, "freeze", colour_build)
+        _stage(repo_root, "quantize", colour_build, "--set", "quantize.max_drop_pt=100",
+               "--set", "quantize.max_photo_drop_pt=100", "--set", "quantize.calib_size=200")
+    classes, sets = load_heldout(colour_build / "train" / "heldout.npz")
+    x = as_float(np.concatenate([v[0][:40] for v in sets.values()]))
+    assert x.shape[1:] == (28, 28, 3)
+    fl = tf.keras.models.load_model(str(colour_build / "train" / "model.h5"), compile=False)
+    with quantize_scope():
+        q = tf.keras.models.load_model(str(q_h5), compile=False)
+    for path, ref in ((colour_build / "train" / "model.h5", fl), (q_h5, q)):
+        want = softmax(ref.predict(x, verbose=0))
+        got = HostBackend(str(path), list(classes), Preprocess.for_input((28, 28, 3)),
+                          runtime="tflite").infer(x)
+        assert np.abs(got - want).max() < 1e-4, path.name
