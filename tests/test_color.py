@@ -161,3 +161,33 @@ def test_colour_models_in_the_apps_host_backends_match_keras(colour_build, repo_
         got = HostBackend(str(path), list(classes), Preprocess.for_input((28, 28, 3)),
                           runtime="tflite").infer(x)
         assert np.abs(got - want).max() < 1e-4, path.name
+
+
+def test_colour_xmodel_through_the_vart_emulation_is_the_host_int8(colour_build, repo_root,
+                                                                   tmp_path, monkeypatch):
+    """A 3-channel compiled-model stand-in (tests/fake_vart) read by the app's vart backend:
+    the same int8 arithmetic as the host int8 backend, to 1e-6."""
+    from dpu_app.host_backend import HostBackend
+    from model.evaluate import load_heldout
+    from quantize.freeze import as_float
+    from vart_emulation import (drop_fake_vart, quant_fix_points, use_fake_vart,
+                                write_emulated_xmodel)
+    q_h5 = colour_build / "quantize" / "quantized.h5"
+    if not q_h5.exists():
+        _stage(repo_root, "freeze", colour_build)
+        _stage(repo_root, "quantize", colour_build, "--set", "quantize.max_drop_pt=100",
+               "--set", "quantize.max_photo_drop_pt=100", "--set", "quantize.calib_size=200")
+    classes, sets = load_heldout(colour_build / "train" / "heldout.npz")
+    x = as_float(np.concatenate([v[0][:20] for v in sets.values()]))
+    pp = Preprocess.for_input((28, 28, 3))
+    in_fix, out_fix = quant_fix_points(str(q_h5))
+    xm = write_emulated_xmodel(tmp_path / "signnet.xmodel", q_h5=str(q_h5), in_fix=in_fix,
+                               out_fix=out_fix, classes=len(classes), in_dims=[1, 28, 28, 3])
+    host = HostBackend(str(q_h5), list(classes), pp, runtime="tflite").infer(x)
+    use_fake_vart(monkeypatch)
+    try:
+        from dpu_app.vart_backend import VartBackend
+        got = VartBackend(str(xm), list(classes), pp).infer(x)
+    finally:
+        drop_fake_vart()
+    np.testing.assert_allclose(got, host, rtol=0, atol=1e-6)

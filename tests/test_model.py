@@ -17,6 +17,7 @@ def tf():
     ["model.widths=[8,16,32,64]", "model.convs_per_stage=1", "model.pool=avg",
      "model.conv_dropout=0.1"],
     ["model.input_size=48"],
+    ["model.color=grey"],
 ])
 def test_configured_models_are_dpu_friendly(tf, overrides):
     cfg = load_config(None, overrides)
@@ -24,7 +25,7 @@ def test_configured_models_are_dpu_friendly(tf, overrides):
     assert isinstance(m, tf.keras.Model) and not isinstance(m, tf.keras.Sequential)
     assert m._is_graph_network                       # Functional
     size = cfg.model.input_size
-    assert m.input_shape == (None, size, size, 1)
+    assert m.input_shape == (None, size, size, 1 if cfg.model.color == "grey" else 3)
     assert m.output_shape == (None, 25)
     kinds = {type(layer).__name__ for layer in m.layers}
     assert "Softmax" not in kinds
