@@ -18,7 +18,7 @@ from dpu_app import datasets as DS
 from dpu_app.contract import Preprocess, load_manifest
 from model import augment as A
 
-BGR = ["--set", "model.color=bgr"]
+BGR = ["--set", "model.color=bgr", "--set", "quantize.include_fast_ft=true"]   # the defaults
 
 
 def _stage(repo_root, stage, build, *extra):
