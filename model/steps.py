@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from model import augment as A
+from model import data as D
 
 
 def make_optimizer(ocfg, scfg):
@@ -71,8 +72,7 @@ class Steps:
     def logits(self, x: np.ndarray, batch: int = 512) -> np.ndarray:
         """float32 (N, H, W, C) or uint8 (N, H, W[, 3]) -> logits (N, classes)."""
         if x.dtype == np.uint8:
-            x = x.astype(np.float32) / 255.0
-            x = x[..., None] if x.ndim == 3 else x
+            x = D.as_float(x)
         out = [self.logits_step(x[i:i + batch]).numpy() for i in range(0, len(x), batch)]
         return np.concatenate(out) if out else np.zeros((0, self.n_classes), np.float32)
 

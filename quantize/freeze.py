@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model.data import as_float
 from toolchain import stages as S
 from toolchain.artifacts import atomic_write_json, provenance, staged_dir
 from toolchain.errors import UserError
@@ -223,7 +224,3 @@ def read_manifest(bundle: Path) -> dict:
                         f"the model's manifest)") from None
 
 
-def as_float(x_u8: np.ndarray) -> np.ndarray:
-    """uint8 (N, H, W) grey or (N, H, W, 3) BGR -> float32 (N, H, W, C) / 255."""
-    x = x_u8.astype(np.float32) / 255.0
-    return x[..., None] if x.ndim == 3 else x

@@ -28,6 +28,19 @@ def _stage(repo_root, stage, build, *extra):
     return r
 
 
+def _quantize(repo_root, build):
+    # a 2-epoch model's int8 accuracy is not the point here: the tolerances are opened
+    _stage(repo_root, "quantize", build, "--set", "quantize.max_drop_pt=100",
+           "--set", "quantize.max_photo_drop_pt=100", "--set", "quantize.calib_size=200")
+
+
+def _ensure_quantized(build, repo_root):
+    """freeze + quantize the colour build unless an earlier test of this module did."""
+    if not (build / "quantize" / "quantized.h5").exists():
+        _stage(repo_root, "freeze", build)
+        _quantize(repo_root, build)
+
+
 @pytest.fixture(scope="module")
 def colour_build(tmp_path_factory, repo_root):
     build = tmp_path_factory.mktemp("colour_build")
@@ -66,9 +79,7 @@ def test_colour_freeze_and_quantize_keep_three_channels(colour_build, repo_root)
     _stage(repo_root, "freeze", colour_build)
     io = json.loads((colour_build / "freeze" / "io.json").read_text())
     assert io["input_shape"] == [None, 28, 28, 3]
-    # a 2-epoch model's int8 accuracy is not the point here: the tolerances are opened
-    _stage(repo_root, "quantize", colour_build, "--set", "quantize.max_drop_pt=100",
-           "--set", "quantize.max_photo_drop_pt=100", "--set", "quantize.calib_size=200")
+    _quantize(repo_root, colour_build)
     for stage in ("freeze", "quantize"):
         man = load_manifest(str(colour_build / stage / "manifest.json"))
         assert man.preprocess.color == "bgr", stage
@@ -146,10 +157,7 @@ def test_colour_models_in_the_apps_host_backends_match_keras(colour_build, repo_
     from quantize.freeze import as_float
     from vitis_quantizer import quantize_scope
     q_h5 = colour_build / "quantize" / "quantized.h5"
-    if not q_h5.exists():
-        _stage(repo_root, "freeze", colour_build)
-        _stage(repo_root, "quantize", colour_build, "--set", "quantize.max_drop_pt=100",
-               "--set", "quantize.max_photo_drop_pt=100", "--set", "quantize.calib_size=200")
+    _ensure_quantized(colour_build, repo_root)
     classes, sets = load_heldout(colour_build / "train" / "heldout.npz")
     x = as_float(np.concatenate([v[0][:40] for v in sets.values()]))
     assert x.shape[1:] == (28, 28, 3)
@@ -173,10 +181,7 @@ def test_colour_xmodel_through_the_vart_emulation_is_the_host_int8(colour_build,
     from vart_emulation import (drop_fake_vart, quant_fix_points, use_fake_vart,
                                 write_emulated_xmodel)
     q_h5 = colour_build / "quantize" / "quantized.h5"
-    if not q_h5.exists():
-        _stage(repo_root, "freeze", colour_build)
-        _stage(repo_root, "quantize", colour_build, "--set", "quantize.max_drop_pt=100",
-               "--set", "quantize.max_photo_drop_pt=100", "--set", "quantize.calib_size=200")
+    _ensure_quantized(colour_build, repo_root)
     classes, sets = load_heldout(colour_build / "train" / "heldout.npz")
     x = as_float(np.concatenate([v[0][:20] for v in sets.values()]))
     pp = Preprocess.for_input((28, 28, 3))
