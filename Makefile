@@ -49,9 +49,9 @@ help:
 	@echo "make board-run    start the live app on the board with the web viewer; prints the URL"
 	@echo "make board-bench  benchmark on the board, fill the board rung of the accuracy ladder"
 	@echo "make board-eval-photos DIR=photos/   score a labelled photo folder with the .xmodel on the board"
-	@echo "make app          the live app on this PC (int8 model): SOURCE=0|/dev/video0|clip.mp4 APP_ARGS=..."
+	@echo "make app          the live app on this PC (int8 model; MODEL=file.h5): SOURCE=0|/dev/video0|clip.mp4 APP_ARGS=..."
 	@echo "make eval-photos  DIR=photos/ [MODEL=...]: score a labelled photo folder with the app's pipeline"
-	@echo "make bench-app    app benchmark: Sign MNIST test + validation photos, images/s, 640x480 frames/s"
+	@echo "make bench-app    app benchmark [MODEL=...]: Sign MNIST test + validation photos, images/s, 640x480 frames/s"
 	@echo "make test         run the tests (what CI runs)"
 	@echo "make test-all     also the slow checks (a full default training)"
 	@echo "make bench-train  benchmark: train the default config from scratch, print the figures and wall time"
@@ -114,25 +114,31 @@ board-bench: $(STAMP_compile) | $(VENV_OK)
 	$(TC) board-bench $(ARGS) $(BOARD_ARGS) $(if $(filter no,$(BENCH_RUN)),--no-run)
 
 board-eval-photos: $(STAMP_compile) | $(VENV_OK)
-	$(TC) board-eval-photos $(ARGS) $(BOARD_ARGS) --photos $(DIR)
+	$(TC) board-eval-photos $(ARGS) $(BOARD_ARGS) --photos "$(DIR)"
 
 # ---------------------------------------------------------------- the app on this PC
-# The same app as on the board, with the host backend: the int8 model by default.
-APP_MODEL ?= $(OUT_quantize_model)
-MODEL     ?= $(APP_MODEL)
+# The same app as on the board, with the host backend: the int8 model of the chain by default
+# (built first when stale). MODEL=file uses that file as it is: nothing is built for it, and
+# the app says so in one line when it is missing.
+ifeq ($(origin MODEL),undefined)
+MODEL      = $(OUT_quantize_model)
+MODEL_DEPS = $(STAMP_quantize)
+else
+MODEL_DEPS =
+endif
 SOURCE    ?= 0
 APP_ARGS  ?=
 DIR       ?= $(OUT_train_photos_val)
 
-app: $(STAMP_quantize) | $(VENV_OK)
-	$(PY) -m dpu_app --model $(APP_MODEL) --source $(SOURCE) $(APP_ARGS)
+app: $(MODEL_DEPS) | $(VENV_OK)
+	$(PY) -m dpu_app --model "$(MODEL)" --source "$(SOURCE)" $(APP_ARGS)
 
-eval-photos: $(STAMP_quantize) | $(VENV_OK)
-	$(PY) -m dpu_app --model $(MODEL) --eval-photos $(DIR) $(APP_ARGS)
+eval-photos: $(MODEL_DEPS) $(if $(filter $(OUT_train_photos_val),$(DIR)),$(STAMP_train)) | $(VENV_OK)
+	$(PY) -m dpu_app --model "$(MODEL)" --eval-photos "$(DIR)" $(APP_ARGS)
 
-bench-app: $(STAMP_quantize) | $(VENV_OK)
-	$(PY) -m dpu_app --model $(APP_MODEL) --bench --csv data/sign_mnist/sign_mnist_test.csv.gz \
-	  --eval-photos $(OUT_train_photos_val) --threads 1,2 --json $(BUILD)/app/bench.json $(APP_ARGS)
+bench-app: $(MODEL_DEPS) $(STAMP_train) | $(VENV_OK)
+	$(PY) -m dpu_app --model "$(MODEL)" --bench --csv data/sign_mnist/sign_mnist_test.csv.gz \
+	  --eval-photos "$(OUT_train_photos_val)" --threads 1,2 --json "$(BUILD)/app/bench.json" $(APP_ARGS)
 
 # ---------------------------------------------------------------- tests and benchmarks
 test: | $(VENV_OK)

@@ -130,6 +130,21 @@ def _check_args(a) -> None:
         raise AppError(f"--threads {a.threads}: give a number or a list like 1,2,4") from None
     if not a.thread_list or min(a.thread_list) < 1 or max(a.thread_list) > 64:
         raise AppError(f"--threads {a.threads}: each must be 1..64")
+    # the inputs of --bench / --eval-photos, before seconds of model loading
+    if a.bench and not _bench_csv(a):
+        raise AppError("--bench needs --csv FILE (the Kaggle test CSV, e.g. "
+                       "data/sign_mnist/sign_mnist_test.csv.gz)")
+    if a.csv and not os.path.isfile(a.csv):
+        raise AppError(f"--csv {a.csv}: file not found (give a Kaggle Sign Language MNIST CSV, "
+                       f"e.g. data/sign_mnist/sign_mnist_test.csv.gz)")
+    if a.eval_photos and not os.path.isdir(a.eval_photos):
+        raise AppError(f"{a.eval_photos}: photo folder not found (a folder with one sub-folder "
+                       f"per letter, see data/asl_photos/README.md)")
+
+
+def _bench_csv(a) -> str | None:
+    """The CSV a benchmark reads: --csv, or a CSV given as --source."""
+    return a.csv or (a.source if str(a.source).lower().endswith((".csv", ".csv.gz")) else None)
 
 
 @dataclass
@@ -147,6 +162,10 @@ def check_model_file(model: str) -> None:
     """The model file exists and looks like what its name says, before anything else is
     blamed (labels, manifest) and before seconds of loading."""
     if not os.path.exists(model):
+        if model.endswith(".xmodel"):
+            raise AppError(f"model {model} not found: on the board the bundle's model is "
+                           f"model/<name>.xmodel (copied by `make deploy` from the PC), or pass "
+                           f"--model PATH")
         raise AppError(f"model {model} not found: train one (make train -> build/train/model.h5),"
                        f" or pass --model PATH")
     if os.path.isdir(model) or os.path.getsize(model) == 0:
@@ -302,10 +321,7 @@ def run_bench(a, backend, r: Resolved, out=sys.stdout) -> int:
            "mirror": r.mirror,
            "note": "infer includes int8 input scaling (vart) and softmax; workers are warmed "
                    "up before timing", "sets": {}, "runs": []}
-    csv = a.csv or (a.source if str(a.source).lower().endswith((".csv", ".csv.gz")) else None)
-    if a.bench and not csv:
-        raise AppError("--bench needs --csv FILE (the Kaggle test CSV, e.g. "
-                       "data/sign_mnist/sign_mnist_test.csv.gz)")
+    csv = _bench_csv(a)
     if a.eval_photos:
         ev = run_eval(a, backend, r, out)
         res["photos"] = {"folder": ev["folder"], "photos": ev["photos"]}

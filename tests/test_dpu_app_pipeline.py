@@ -357,6 +357,30 @@ def test_expected_faults_are_one_line(case, tmp_path, models, capsys):
     assert want in line, line
 
 
+@pytest.mark.parametrize("case", ["bench_no_csv", "csv_missing", "photos_missing"])
+def test_bad_scoring_inputs_are_reported_before_the_model_loads(models, capsys, monkeypatch,
+                                                                 tmp_path, case):
+    """--bench without a CSV, a missing --csv or --eval-photos folder: one line at once, not
+    after seconds of model loading."""
+    from dpu_app import backends
+    loaded = []
+    monkeypatch.setattr(backends, "open_backend", lambda *a, **k: loaded.append(1))
+    args = {"bench_no_csv": ["--bench"],
+            "csv_missing": ["--bench", "--csv", str(tmp_path / "t.csv.gz")],
+            "photos_missing": ["--eval-photos", str(tmp_path / "photos")]}[case]
+    rc = app.main(["--model", models["float"], "--no-display", *args])
+    want = {"bench_no_csv": "--bench needs --csv", "csv_missing": "t.csv.gz: file not found",
+            "photos_missing": "photo folder not found"}[case]
+    assert rc == 2 and not loaded
+    assert want in one_error_line(capsys.readouterr().err)
+
+
+def test_a_missing_xmodel_points_at_the_board_bundle(tmp_path, capsys):
+    rc = app.main(["--model", str(tmp_path / "model" / "signnt.xmodel"), "--no-display"])
+    line = one_error_line(capsys.readouterr().err)
+    assert rc == 2 and "make deploy" in line and "make train" not in line
+
+
 def test_missing_camera_is_reported_before_the_model_loads(models, capsys, monkeypatch):
     from dpu_app import backends
     loaded = []
