@@ -70,7 +70,14 @@ def main() -> int:
     ap.add_argument("--seeds", default="1234")
     ap.add_argument("--json", default=None, help="also write the rows as JSON")
     a = ap.parse_args()
-    seeds = [int(s) for s in a.seeds.split(",")]
+    try:
+        seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        print(f"error: SEEDS={a.seeds}: give whole numbers separated by commas, e.g. 1234,99",
+              file=sys.stderr)
+        return 2
     names = [c.strip() for c in a.choices.split(",") if c.strip()]
     unknown = [n for n in names if n not in CHOICES]
     if unknown:

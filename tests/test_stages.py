@@ -138,6 +138,10 @@ def test_pipeline_from_to():
     from toolchain.errors import UserError
     with pytest.raises(UserError, match="comes after"):
         S.pipeline("compile", "train")
+    with pytest.raises(UserError, match="no stage 'bogus' .*train, freeze, quantize, compile"):
+        S.pipeline("bogus", None)                          # was a KeyError traceback
+    with pytest.raises(UserError, match="lr-find is not a pipeline stage"):
+        S.pipeline(None, "lr-find")                        # was a ValueError traceback
 
 
 def test_placement_under_auto_is_the_image_only_for_compile():
@@ -162,3 +166,14 @@ def test_make_says_which_config_change_makes_a_stage_stale(fresh):
            f"{default} -> 3)" in r.stderr
     r2 = subprocess.run(cmd[:-1], capture_output=True, text=True)       # back to the default
     assert f"train.epochs 3 -> {default}" in r2.stderr
+
+
+def test_app_targets_build_the_chain_only_for_the_chains_own_model(tmp_path):
+    """`make eval-photos MODEL=...` scores that file as it is (it used to train, freeze and
+    quantize first, and `make app MODEL=...` ignored MODEL)."""
+    mine = tmp_path / "my model.h5"
+    for goal in ("app", "eval-photos"):
+        plan, out = make_n(tmp_path / "b", goal, f"MODEL={mine}", f"DIR={tmp_path}/my photos")
+        assert plan == [] and f'--model "{mine}"' in out, out
+    plan, out = make_n(tmp_path / "b", "app")
+    assert plan == ["train", "freeze", "quantize"] and "quantize/quantized.h5" in out

@@ -136,7 +136,12 @@ ORDER = ("train", "freeze", "quantize", "compile")      # the pipeline (lr_find 
 
 
 def stage(name: str) -> Stage:
-    return STAGES[name.replace("-", "_")]
+    key = name.replace("-", "_")
+    if key not in STAGES:
+        from .errors import UserError
+        raise UserError(f"no stage '{name}' (stages: {', '.join(ORDER)}; lr-find is not part "
+                        f"of the pipeline)")
+    return STAGES[key]
 
 
 def inp(cfg, build_dir, stage_name: str, key: str) -> Path:
@@ -159,6 +164,11 @@ def producer(cfg, rel: str) -> str | None:
 def pipeline(start: str | None, stop: str | None) -> list:
     """The stages from `start` to `stop` (inclusive) in pipeline order."""
     names = list(ORDER)
+    for n in (start, stop):
+        if n and stage(n).name not in names:
+            from .errors import UserError
+            raise UserError(f"{n} is not a pipeline stage (the pipeline: "
+                            f"{' -> '.join(names)}); run it alone: make {n}")
     a = names.index(stage(start).name) if start else 0
     b = names.index(stage(stop).name) if stop else len(names) - 1
     if a > b:
