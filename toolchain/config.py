@@ -84,7 +84,8 @@ class ModelConfig:
                           "crop is resized to it)", min=8, max=256)
     color: str = opt("bgr", "bgr: the camera's 3 colour channels (Sign MNIST's grey images go "
                      "in as equal B, G, R; training turns a share of the photos grey); grey: 1 "
-                     "channel (+0.7 pt Sign MNIST, -7 pt real photos: README 'Model choices')",
+                     "channel (about +0.8 pt Sign MNIST, -5 to -8 pt real photos on two "
+                     "splits: README 'Model choices')",
                      choices=["grey", "bgr"])
     stem: int = opt(0, "channels of a stride-2 3x3 Conv-BN-ReLU stem before the stages (halves "
                     "the resolution: a larger input at little cost); 0 = none", min=0, max=4096)
@@ -254,7 +255,8 @@ class QuantizeConfig:
     """Freeze and quantize (vai_q pof2s)."""
     flow: str = opt("tf2", "tf2: vai_q_tensorflow2 on the Keras .h5; tf1: vai_q_tensorflow on "
                     "the frozen .pb (container only)", choices=["tf2", "tf1"])
-    calib_size: int = opt(1000, "calibration images drawn (seeded) from the training rows",
+    calib_size: int = opt(1000, "calibration images drawn (seeded) from the training side: "
+                          "Sign MNIST training rows, training photos' hand and no-hand crops",
                           min=32)
     calib_batch_size: int = opt(50, "calibration batch size", min=1)
     include_cle: bool = opt(True, "cross-layer equalization before calibration")
