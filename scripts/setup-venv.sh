@@ -9,7 +9,8 @@ lock="$(cd "$(dirname "$0")/.." && pwd)/requirements/host-lock.txt"
 
 if ! command -v "$py" >/dev/null 2>&1; then
   echo "error: $py not found: the toolchain needs Python 3.11 (TF 2.12 = Vitis AI 3.5's TF);" \
-       "install it (pyenv install 3.11, or apt-get install python3.11) or pass PYTHON=/path/to/python3.11" >&2
+       "install it (Ubuntu 22.04/Debian 12: apt-get install python3.11 python3.11-venv; Ubuntu 20.04:" \
+       "add-apt-repository ppa:deadsnakes/ppa first; or pyenv install 3.11) or pass PYTHON=/path/to/python3.11" >&2
   exit 2
 fi
 ver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
@@ -27,7 +28,14 @@ rm -rf "$venv"
 cleanup() { rc=$?; if [ $rc -ne 0 ]; then rm -rf "$venv"; echo "error: venv setup failed (exit $rc); nothing was kept, run 'make setup' again" >&2; fi; }
 trap cleanup EXIT
 echo "creating $venv with $py ($("$py" --version 2>&1)) from requirements/host-lock.txt"
-"$py" -m venv "$venv"
+if ! "$py" -m venv "$venv" >"${TMPDIR:-/tmp}/setup-venv.$$.log" 2>&1; then
+  tail -3 "${TMPDIR:-/tmp}/setup-venv.$$.log" >&2; rm -f "${TMPDIR:-/tmp}/setup-venv.$$.log"
+  trap - EXIT; rm -rf "$venv"
+  echo "error: $py cannot create a venv (no ensurepip): install python3.11-venv (apt-get install" \
+       "python3.11-venv) and run 'make setup' again" >&2
+  exit 2
+fi
+rm -f "${TMPDIR:-/tmp}/setup-venv.$$.log"
 log="$venv/pip-install.log"
 if ! "$venv/bin/python" -m pip install --disable-pip-version-check --no-deps -r "$lock" >"$log" 2>&1; then
   grep -v "is ignored: it is neither a file nor a directory" "$log" | tail -20 >&2
