@@ -24,6 +24,8 @@ CHOICES = {
     "default": [],                                       # 28 px BGR colour, flatten head
     "grey": GREY,                                        # the default before colour
     "colour-grey50": ["train.augment.greyscale=0.5"],    # colour, half the images made grey
+    "colour-photos-0.6": ["train.mix.photos=0.6", "train.mix.no_hand=0.15"],
+    "colour-gap": ["model.head=gap"],                     # fewer head weights to overfit with
     # measured on the grey model (README "Model choices")
     "40px-stem-gap": GREY + ["model.input_size=40", "model.stem=16", "model.head=gap",
                              "model.widths=[32,64,128]"],
