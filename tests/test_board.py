@@ -416,20 +416,16 @@ def test_board_bench_checks_the_apps_json(fake, app_dir, build, cfg, bench, need
     assert not (build / "board" / "bench.json").exists()
 
 
-def test_board_bench_app_failure(fake, app_dir, build, cfg):
+@pytest.mark.parametrize("status,needle", [
+    ("2", r"the app on root@192.0.2.10 stopped with exit code 2 while running the benchmark"),
+    # a fingerprint mismatch makes VART abort the process (SIGABRT): exit status 134
+    ("134", r"was aborted while running the benchmark \(exit status 134, SIGABRT\): VART "
+            r"aborts .*CHECK fingerprint fail"),
+])
+def test_board_bench_app_failure_is_explained(fake, app_dir, build, cfg, status, needle):
     B.deploy(cfg, build, TARGET, log=quiet)
-    fake.set(FAKE_BENCH_EXIT="2")
-    with pytest.raises(UserError, match=r"the app on root@192.0.2.10 stopped with exit code 2 "
-                                        r"while running the benchmark"):
-        B.board_bench(cfg, build, TARGET, log=quiet)
-
-
-def test_vart_abort_is_explained(fake, app_dir, build, cfg):
-    """A fingerprint mismatch makes VART abort the process (SIGABRT): exit status 134."""
-    B.deploy(cfg, build, TARGET, log=quiet)
-    fake.set(FAKE_BENCH_EXIT="134")
-    with pytest.raises(UserError, match=r"was aborted while running the benchmark \(exit status "
-                                        r"134, SIGABRT\): VART aborts .*CHECK fingerprint fail"):
+    fake.set(FAKE_BENCH_EXIT=status)
+    with pytest.raises(UserError, match=needle):
         B.board_bench(cfg, build, TARGET, log=quiet)
 
 
