@@ -29,7 +29,7 @@ import numpy as np
 
 from model import data as D
 from model.bundle import write_model_bundle
-from quantize.freeze import as_float, per_set_scores, read_manifest
+from quantize.freeze import per_set_scores, read_manifest
 from toolchain import stages as S
 from toolchain.artifacts import atomic_write_json, atomic_write_text, provenance, staged_dir
 from toolchain.errors import UserError
@@ -171,7 +171,7 @@ def quantize(cfg, build_dir: str | Path) -> dict:
         with quantize_scope():
             reloaded = tf.keras.models.load_model(str(stage / q_name), compile=False)
         mirror = bool(man["recognition"].get("mirror"))
-        int8 = per_set_scores(lambda x: reloaded.predict(as_float(x), batch_size=512, verbose=0),
+        int8 = per_set_scores(lambda x: reloaded.predict(D.as_float(x), batch_size=512, verbose=0),
                               sets, classes, threshold, mirror)
         atomic_write_json(stage / "dpu_check.json", dict(check, vitis_inspector=vitis_inspect(
             model, stage)))

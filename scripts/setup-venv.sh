@@ -28,14 +28,13 @@ rm -rf "$venv"
 cleanup() { rc=$?; if [ $rc -ne 0 ]; then rm -rf "$venv"; echo "error: venv setup failed (exit $rc); nothing was kept, run 'make setup' again" >&2; fi; }
 trap cleanup EXIT
 echo "creating $venv with $py ($("$py" --version 2>&1)) from requirements/host-lock.txt"
-if ! "$py" -m venv "$venv" >"${TMPDIR:-/tmp}/setup-venv.$$.log" 2>&1; then
-  tail -3 "${TMPDIR:-/tmp}/setup-venv.$$.log" >&2; rm -f "${TMPDIR:-/tmp}/setup-venv.$$.log"
+if ! venv_out=$("$py" -m venv "$venv" 2>&1); then
+  printf '%s\n' "$venv_out" | tail -3 >&2
   trap - EXIT; rm -rf "$venv"
   echo "error: $py cannot create a venv (no ensurepip): install python3.11-venv (apt-get install" \
        "python3.11-venv) and run 'make setup' again" >&2
   exit 2
 fi
-rm -f "${TMPDIR:-/tmp}/setup-venv.$$.log"
 log="$venv/pip-install.log"
 if ! "$venv/bin/python" -m pip install --disable-pip-version-check --no-deps -r "$lock" >"$log" 2>&1; then
   grep -v "is ignored: it is neither a file nor a directory" "$log" | tail -20 >&2

@@ -34,7 +34,7 @@ def _quantize(repo_root, build):
            "--set", "quantize.max_photo_drop_pt=100", "--set", "quantize.calib_size=200")
 
 
-def _ensure_quantized(build, repo_root):
+def _ensure_quantized(repo_root, build):
     """freeze + quantize the colour build unless an earlier test of this module did."""
     if not (build / "quantize" / "quantized.h5").exists():
         _stage(repo_root, "freeze", build)
@@ -154,10 +154,10 @@ def test_colour_models_in_the_apps_host_backends_match_keras(colour_build, repo_
     from dpu_app.contract import softmax
     from dpu_app.host_backend import HostBackend
     from model.evaluate import load_heldout
-    from quantize.freeze import as_float
+    from model.data import as_float
     from vitis_quantizer import quantize_scope
     q_h5 = colour_build / "quantize" / "quantized.h5"
-    _ensure_quantized(colour_build, repo_root)
+    _ensure_quantized(repo_root, colour_build)
     classes, sets = load_heldout(colour_build / "train" / "heldout.npz")
     x = as_float(np.concatenate([v[0][:40] for v in sets.values()]))
     assert x.shape[1:] == (28, 28, 3)
@@ -177,11 +177,11 @@ def test_colour_xmodel_through_the_vart_emulation_is_the_host_int8(colour_build,
     the same int8 arithmetic as the host int8 backend, to 1e-6."""
     from dpu_app.host_backend import HostBackend
     from model.evaluate import load_heldout
-    from quantize.freeze import as_float
+    from model.data import as_float
     from vart_emulation import (drop_fake_vart, quant_fix_points, use_fake_vart,
                                 write_emulated_xmodel)
     q_h5 = colour_build / "quantize" / "quantized.h5"
-    _ensure_quantized(colour_build, repo_root)
+    _ensure_quantized(repo_root, colour_build)
     classes, sets = load_heldout(colour_build / "train" / "heldout.npz")
     x = as_float(np.concatenate([v[0][:20] for v in sets.values()]))
     pp = Preprocess.for_input((28, 28, 3))

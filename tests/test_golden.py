@@ -26,7 +26,7 @@ PER_SET = 64
 @pytest.fixture(scope="module")
 def golden(small_build):
     from model.evaluate import load_heldout
-    from quantize.freeze import as_float
+    from model.data import as_float
     classes, sets = load_heldout(small_build[0] / "train" / "heldout.npz")
     x = np.concatenate([v[0][:PER_SET] for v in sets.values()])
     assert len(x) >= 2 * PER_SET and set(sets) >= {"sign_mnist_test", "photos_val"}

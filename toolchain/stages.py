@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Dict, Tuple
 
 from .config import REPO_ROOT, resolve_path
+from .errors import UserError
 
 # code every stage depends on: the config schema and the app's contract
 BASE_SOURCES = ("toolchain/config.py", "toolchain/artifacts.py", "toolchain/tfsetup.py",
@@ -138,7 +139,6 @@ ORDER = ("train", "freeze", "quantize", "compile")      # the pipeline (lr_find 
 def stage(name: str) -> Stage:
     key = name.replace("-", "_")
     if key not in STAGES:
-        from .errors import UserError
         raise UserError(f"no stage '{name}' (stages: {', '.join(ORDER)}; lr-find is not part "
                         f"of the pipeline)")
     return STAGES[key]
@@ -164,14 +164,16 @@ def producer(cfg, rel: str) -> str | None:
 def pipeline(start: str | None, stop: str | None) -> list:
     """The stages from `start` to `stop` (inclusive) in pipeline order."""
     names = list(ORDER)
-    for n in (start, stop):
-        if n and stage(n).name not in names:
-            from .errors import UserError
+
+    def position(n: str | None, default: int) -> int:
+        if not n:
+            return default
+        if stage(n).name not in names:
             raise UserError(f"{n} is not a pipeline stage (the pipeline: "
                             f"{' -> '.join(names)}); run it alone: make {n}")
-    a = names.index(stage(start).name) if start else 0
-    b = names.index(stage(stop).name) if stop else len(names) - 1
+        return names.index(stage(n).name)
+
+    a, b = position(start, 0), position(stop, len(names) - 1)
     if a > b:
-        from .errors import UserError
         raise UserError(f"--from {start} comes after --to {stop} (order: {' -> '.join(names)})")
     return names[a:b + 1]
