@@ -26,6 +26,7 @@ CHOICES = {
     "colour-grey50": ["train.augment.greyscale=0.5"],    # colour, half the images made grey
     "colour-photos-0.6": ["train.mix.photos=0.6", "train.mix.no_hand=0.15"],
     "colour-gap": ["model.head=gap"],                     # fewer head weights to overfit with
+    "colour-tint": ["train.augment.sign_mnist_tint=0.5"],  # half of Sign MNIST skin-toned
     # measured on the grey model (README "Model choices")
     "40px-stem-gap": GREY + ["model.input_size=40", "model.stem=16", "model.head=gap",
                              "model.widths=[32,64,128]"],

@@ -89,6 +89,19 @@ def pixel_params(rng: np.random.Generator, n: int, acfg, channels: int = 1) -> n
     return np.stack([bri, con, gam, blur, noise], 1).astype(np.float32)
 
 
+def skin_tint(rng: np.random.Generator, pix: np.ndarray, rows: int, share: float) -> None:
+    """Tint a `share` of the first `rows` images of a BGR batch with a skin tone: their
+    white-balance gains (columns 6-8 of pixel_params) become B < G < R = 1, drawn around the
+    hand colours of the shipped photos (B/R 0.4-0.7, G/R 0.65-0.8 in the middle half)."""
+    if share <= 0 or rows == 0:
+        return
+    pick = np.flatnonzero(rng.random(rows) < share)
+    g = rng.uniform(0.6, 0.9, len(pick))
+    b = g * rng.uniform(0.55, 0.95, len(pick))
+    pix[pick, 5] = 0.0
+    pix[pick, 6:9] = np.stack([b, g, np.ones_like(g)], 1) * pix[pick, 6:9]
+
+
 def empty_frames(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
     """Synthetic frames without a hand: flat, a gradient, or noise (uint8 (n, size, size))."""
     out = np.empty((n, size, size), np.uint8)

@@ -132,6 +132,8 @@ class MixedSampler:
             bx, btr, by = (np.zeros((0, self.csize, self.csize) + self.tail, np.uint8),
                            np.zeros((0, 8), np.float32), np.zeros(0, np.int64))
         pix = A.pixel_params(self.rng, nk + nph + nbg, self.acfg, self.data.channels)
+        if self.data.channels == 3 and self.acfg.enabled:
+            A.skin_tint(self.rng, pix, nk, self.acfg.sign_mnist_tint)
         seed = self.rng.integers(0, 2 ** 31 - 1, 2)
         return (kx, ktr, px, ptr, bx, btr, pix, np.concatenate([ky, py, by]), seed)
 

@@ -105,6 +105,23 @@ def test_bgr_pixel_params_grey_share_and_white_balance():
     assert (off == np.array([0, 1, 1, 0, 0, 0, 1, 1, 1], np.float32)).all()
 
 
+def test_skin_tint_gives_a_share_of_the_first_rows_skin_gains_and_leaves_the_rest():
+    acfg = SimpleNamespace(enabled=True, brightness=0.0, contrast=0.0, gamma=0.0, blur=0.0,
+                           noise=0.0, greyscale=0.5, white_balance=0.0)
+    p = A.pixel_params(np.random.default_rng(0), 600, acfg, channels=3)
+    before = p.copy()
+    rng = np.random.default_rng(1)
+    A.skin_tint(rng, p, 400, 0.5)
+    changed = np.flatnonzero((p != before).any(1))
+    assert changed.max() < 400 and 150 < len(changed) < 250    # only the first 400, about half
+    b, g, r = p[changed, 6], p[changed, 7], p[changed, 8]
+    assert (r == 1).all() and (g < r).all() and (b < g).all() and (b > 0.3).all()
+    assert (p[changed, 5] == 0).all()                          # a tinted image is not made grey
+    state = rng.bit_generator.state
+    A.skin_tint(rng, p, 400, 0.0)                               # off: draws nothing
+    assert rng.bit_generator.state == state
+
+
 def test_bgr_pixels_made_grey_are_the_apps_grey():
     import cv2
     img = np.random.default_rng(1).integers(0, 256, (2, 16, 16, 3)).astype(np.uint8)

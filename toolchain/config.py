@@ -156,6 +156,9 @@ class AugmentConfig:
                            "grey photos)", min=0.0, max=1.0)
     white_balance: float = opt(0.1, "model.color bgr: per-channel gain between 1/(1+this) and "
                                "1+this (camera white balance)", min=0.0, max=2.0)
+    sign_mnist_tint: float = opt(0.0, "model.color bgr: share of Sign MNIST images (grey) "
+                                 "tinted with a skin tone (B, G gains below R's, as measured "
+                                 "on the photos' hands)", min=0.0, max=1.0)
     sign_mnist_geometry: float = opt(0.6, "Sign MNIST images are hand crops already: their "
                                      "scale, aspect, shift and rotation jitter is this "
                                      "fraction of the photos'", min=0.0, max=1.0)
