@@ -177,3 +177,22 @@ def test_app_targets_build_the_chain_only_for_the_chains_own_model(tmp_path):
         assert plan == [] and f'--model "{mine}"' in out, out
     plan, out = make_n(tmp_path / "b", "app")
     assert plan == ["train", "freeze", "quantize"] and "quantize/quantized.h5" in out
+
+
+def test_host_only_modules_cannot_reach_the_engine(repo_root):
+    """The `host_only` marker lets CI's engine pass skip modules whose verdict an engine
+    cannot change. That holds only while they never touch the docker runner nor run make (a
+    make target runs under the config's runner), and every stage they start is on the host."""
+    from conftest import HOST_ONLY_MODULES, QUICK_TRAIN
+    assert "runner=host" in QUICK_TRAIN
+    for name in HOST_ONLY_MODULES:
+        src = (repo_root / "tests" / f"{name}.py").read_text()
+        for word in ("docker", "runners", '"make"', "choose("):
+            assert word not in src.lower(), f"{name} mentions {word}: not host_only"
+        if re.search(r'"-m",\s*"toolchain"', src):
+            assert "QUICK" in src or "runner=host" in src, f"{name} runs a stage on the runner"
+    ci = (repo_root / ".ci" / "run").read_text()
+    engine_pass = [ln for ln in ci.splitlines() if "PYTEST_ADDOPTS" in ln and "not docker" in ln]
+    assert engine_pass and all("not host_only" in ln for ln in engine_pass)
+    no_engine = [ln for ln in ci.splitlines() if "DOCKER_HOST=$NOWHERE make test" in ln]
+    assert no_engine and not any("PYTEST_ADDOPTS" in ln for ln in no_engine)  # the whole suite
