@@ -27,6 +27,8 @@ CHOICES = {
     "colour-photos-0.6": ["train.mix.photos=0.6", "train.mix.no_hand=0.15"],
     "colour-gap": ["model.head=gap"],                     # fewer head weights to overfit with
     "colour-tint": ["train.augment.sign_mnist_tint=0.5"],  # half of Sign MNIST skin-toned
+    "colour-conv-dropout": ["model.conv_dropout=0.1"],    # dropout after each conv stage too
+    "colour-225-steps": ["train.steps_per_epoch=225"],   # 18 % fewer batches (train time)
     # measured on the grey model (README "Model choices")
     "40px-stem-gap": GREY + ["model.input_size=40", "model.stem=16", "model.head=gap",
                              "model.widths=[32,64,128]"],
