@@ -168,10 +168,11 @@ def pipeline(start: str | None, stop: str | None) -> list:
     def position(n: str | None, default: int) -> int:
         if not n:
             return default
-        if stage(n).name not in names:
+        name = stage(n).name
+        if name not in names:
             raise UserError(f"{n} is not a pipeline stage (the pipeline: "
                             f"{' -> '.join(names)}); run it alone: make {n}")
-        return names.index(stage(n).name)
+        return names.index(name)
 
     a, b = position(start, 0), position(stop, len(names) - 1)
     if a > b:
