@@ -156,7 +156,8 @@ def _print_summary(m: dict, scores: dict, out_dir: Path) -> None:
     for name, title in (("sign_mnist_test", "Sign MNIST test"), ("photos_val", "photos")):
         s = scores.get(name)
         if s and s.get("images") and any(v < 1.0 for v in s["per_letter"].values()):
-            worst = sorted(s["per_letter"].items(), key=lambda kv: kv[1])[:3]
+            worst = sorted(((k, v) for k, v in s["per_letter"].items() if v < 1.0),
+                           key=lambda kv: kv[1])[:3]
             print(f"weakest letters ({title}): "
                   + ", ".join(f"{k} {v * 100:.0f}%" for k, v in worst))
     for n in m["notes"]:

@@ -54,3 +54,14 @@ def test_calibration_spends_the_rejection_budget_and_no_more(budget, want):
 def test_calibration_when_nothing_wins_too_often_is_zero():
     p = probs([[0.1, 0.1, 0.1, 0.7], [0.6, 0.2, 0.1, 0.1]])
     assert scoring.calibrate_threshold(p, LABELS, 0.25) == 0.0
+
+
+def test_the_eval_report_names_only_letters_it_got_wrong():
+    from dpu_app.evaluate import describe
+    p = probs([[0.7, 0.1, 0.12, 0.08], [0.1, 0.2, 0.6, 0.1], [0.1, 0.7, 0.1, 0.1]])
+    res = {"folder": "mine/", "threshold": 0.3,
+           "photos_val": scoring.score_hands(p, np.array([0, 1, 1]), LABELS, 0.3)}
+    line = describe(res)[1]
+    assert "B 50%" in line and "A 100%" not in line           # A was always right
+    res["photos_val"] = scoring.score_hands(p[:1], np.array([0]), LABELS, 0.3)
+    assert "weakest letters: none below 100%" in describe(res)[1]
