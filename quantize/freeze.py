@@ -209,8 +209,13 @@ def per_set_scores(logits_fn, sets: dict, classes, threshold: float, mirror: boo
     `logits_fn` (uint8 images -> logits)."""
     from model.evaluate import predict_heldout, score_sets
     preds = predict_heldout(logits_fn, sets, mirror)
+    return strip_letters(score_sets(preds, classes, threshold))
+
+
+def strip_letters(scores: dict) -> dict:
+    """Per-set scores without the per-letter detail (the ladder's metrics keep the totals)."""
     return {k: {kk: vv for kk, vv in v.items() if kk not in ("per_letter", "most_confused")}
-            for k, v in score_sets(preds, classes, threshold).items()}
+            for k, v in scores.items()}
 
 
 def read_manifest(bundle: Path) -> dict:

@@ -187,6 +187,47 @@ def test_ladder_has_every_rung_on_every_set_and_an_empty_board(quantized):
                                                            "AI image has it)"}
 
 
+def test_the_int8_model_carries_its_own_calibrated_threshold(quantized):
+    """The board runs the int8 model: the threshold in its manifest is the one calibrated on
+    its own photo validation outputs, and the ladder's int8 rung is scored at it."""
+    from dpu_app.contract import MANIFEST_FILE
+    build, _ = quantized
+    man = json.loads((build / "quantize" / MANIFEST_FILE).read_text())["recognition"]
+    ladder = json.loads((build / "ladder" / "ladder.json").read_text())
+    assert ladder["threshold"]["int8"] == man["threshold"]
+    assert "int8 model's own outputs" in man["how"]
+    fl = json.loads((build / "train" / MANIFEST_FILE).read_text())["recognition"]["threshold"]
+    assert ladder["threshold"]["float"] == ladder["threshold"]["frozen"] == fl
+
+
+def test_int8_threshold_is_recalibrated_unless_the_config_sets_one():
+    from types import SimpleNamespace
+    from dpu_app.contract import NO_HAND
+    from quantize.quantize import int8_threshold
+    classes = ["A", "B", NO_HAND]
+    # 20 hand crops whose top letter probabilities run from 0.45 to 0.83 (logits)
+    p = np.linspace(0.45, 0.83, 20)
+    probs = np.stack([p, (1 - p) * 0.6, (1 - p) * 0.4], 1)
+    preds = {"photos_val": (np.log(probs), np.zeros(20, int))}
+    free = SimpleNamespace(threshold=None, max_hand_rejection=0.05)
+    t, how = int8_threshold(preds, classes, free, 0.7, "float how")
+    assert t == pytest.approx(0.45, abs=0.02) and "int8 model's own outputs" in how
+    assert "0.70" in how                                  # names the float threshold it replaced
+    fixed = SimpleNamespace(threshold=0.6, max_hand_rejection=0.05)
+    assert int8_threshold(preds, classes, fixed, 0.6, "set") == (0.6, "set")
+    assert int8_threshold({}, classes, free, 0.7, "float how") == (0.7, "float how")
+
+
+def test_ladder_names_each_rungs_threshold_when_they_differ():
+    from toolchain import ladder as L
+    rungs = [L.rung("float", "a", "here", {"no_hand_val": {"no_hand": 0.97}}),
+             L.rung("int8", "b", "here", {"no_hand_val": {"no_hand": 0.96}})]
+    md = L.markdown(L.build(rungs, {"no_hand_val": 10}, {}, {"float": 0.22, "int8": 0.2}))
+    assert "(float 0.22, int8 0.20: int8 calibrated on its own outputs)" in md
+    md = L.markdown(L.build(rungs, {"no_hand_val": 10}, {}, {"float": 0.22, "int8": 0.22}))
+    assert "at its threshold 0.22." in md
+
+
 def test_ladder_changes_read_as_signed_points():
     from toolchain import ladder as L
     lad = L.build([L.rung("float", "a", "here", {"sign_mnist_test": {"accuracy": 0.95}}),

@@ -44,8 +44,10 @@ def rung(name: str, artifact: str, where: str, scores: dict | None) -> dict:
     return {"rung": name, "artifact": artifact, "where": where, "accuracy": acc}
 
 
-def build(rungs: list, images: dict, tolerance_pt: dict, threshold: float | None) -> dict:
-    """The ladder dict; `tolerance_pt` is the int8 drop allowed per set (pt)."""
+def build(rungs: list, images: dict, tolerance_pt: dict,
+          threshold: float | dict | None) -> dict:
+    """The ladder dict; `tolerance_pt` is the int8 drop allowed per set (pt); `threshold` the
+    app's threshold, one for all rungs or {rung: threshold} (int8 has its own calibration)."""
     by_name = {r["rung"]: r for r in rungs}
     ladder = {"sets": {s: {"title": t, "images": images.get(s)} for s, t in SETS.items()
                        if images.get(s)},
@@ -137,7 +139,14 @@ def markdown(ladder: dict) -> str:
     lines += ["", f"Change = this rung minus the rung above it (− is a loss). Tolerance for "
               f"the int8 loss: {tol} — "
               + ("within" if ok else "EXCEEDED" if ok is False else "not measured") + "."]
-    if ladder.get("threshold") is not None:
+    t = ladder.get("threshold")
+    if isinstance(t, dict) and len({round(v, 2) for v in t.values()}) == 1:
+        t = next(iter(t.values()))
+    if isinstance(t, dict):
+        each = ", ".join(f"{k} {v:.2f}" for k, v in t.items())
+        lines.append(f"Backgrounds count as 'no hand' when the app would show no letter at the "
+                     f"model's threshold ({each}: int8 calibrated on its own outputs).")
+    elif t is not None:
         lines.append(f"Backgrounds count as 'no hand' when the app would show no letter at its "
-                     f"threshold {ladder['threshold']:.2f}.")
+                     f"threshold {t:.2f}.")
     return "\n".join(lines) + "\n"
