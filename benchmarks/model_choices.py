@@ -27,6 +27,7 @@ CHOICES = {
     "default": [],                  # 28 px BGR colour, flatten head, label smoothing 0.1
     "no-label-smoothing": NO_LS,    # the default until label smoothing: hard targets
     "label-smoothing-0.2": ["train.label_smoothing=0.2"],  # softer still
+    "sign-mnist-0.45": ["train.mix.photos=0.35"],  # more Sign MNIST per batch (45 % not 35 %)
     "grey": GREY,                                        # the default before colour
     "colour-grey50": NO_LS + ["train.augment.greyscale=0.5"],  # half the images made grey
     "colour-photos-0.6": NO_LS + ["train.mix.photos=0.6", "train.mix.no_hand=0.15"],
