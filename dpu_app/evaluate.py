@@ -75,8 +75,7 @@ def describe(res: dict) -> list[str]:
                      f"{res['threshold']:.2f} the app shows the right letter for "
                      f"{h['shown_right'] * 100:.1f}%, a wrong one for "
                      f"{h['shown_wrong'] * 100:.1f}%, 'no hand' for {h['no_hand'] * 100:.1f}%")
-        worst = sorted(((k, v) for k, v in h["per_letter"].items() if v < 1.0),
-                       key=lambda kv: kv[1])[:5]
+        worst = scoring.weakest(h["per_letter"], 5)
         lines.append("  weakest letters: " + (", ".join(f"{k} {v * 100:.0f}%" for k, v in worst)
                                               or "none below 100%")
                      + "; most confused: " + ", ".join(f"{k} x{n}" for k, n in

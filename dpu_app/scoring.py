@@ -58,6 +58,11 @@ def score_hands(probs: np.ndarray, truth: np.ndarray, labels: list, threshold: f
     }
 
 
+def weakest(per_letter: dict, n: int) -> list:
+    """The n letters read worst, as (letter, accuracy), leaving out letters always read right."""
+    return sorted(((k, v) for k, v in per_letter.items() if v < 1.0), key=lambda kv: kv[1])[:n]
+
+
 def score_backgrounds(probs: np.ndarray, labels: list, threshold: float) -> dict:
     """Figures for crops without a hand: how many read as "no hand" (they all should)."""
     if len(probs) == 0:

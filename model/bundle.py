@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from dpu_app import scoring
 from dpu_app.contract import LABELS_FILE, MANIFEST_FILE, Preprocess, make_manifest, sha256_file
 from model import evaluate as E
 from model import reports
@@ -155,9 +156,8 @@ def _print_summary(m: dict, scores: dict, out_dir: Path) -> None:
     print(f"app threshold {m['threshold']:.2f}: {m['threshold_how']}")
     for name, title in (("sign_mnist_test", "Sign MNIST test"), ("photos_val", "photos")):
         s = scores.get(name)
-        if s and s.get("images") and any(v < 1.0 for v in s["per_letter"].values()):
-            worst = sorted(((k, v) for k, v in s["per_letter"].items() if v < 1.0),
-                           key=lambda kv: kv[1])[:3]
+        worst = scoring.weakest(s["per_letter"], 3) if s and s.get("images") else []
+        if worst:
             print(f"weakest letters ({title}): "
                   + ", ".join(f"{k} {v * 100:.0f}%" for k, v in worst))
     for n in m["notes"]:
