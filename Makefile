@@ -32,7 +32,8 @@ TC      := $(PY) -m toolchain
 
 .PHONY: help setup train lr-find freeze quantize compile pipeline shell docker-image deploy \
         board-run board-bench board-eval-photos app bench-app eval-photos test test-all \
-        bench-train bench-models check-model check-quantized clean distclean FORCE
+        bench-train bench-models check-model check-quantized clean distclean FORCE \
+        preflight-board preflight-board-photos preflight-photos
 .DEFAULT_GOAL := help
 
 help:
@@ -62,10 +63,19 @@ help:
 	@echo "options: CONFIG=my.yaml SET=\"train.epochs=5 model.dropout=0.2\" BUILD=dir RUNNER=host|docker|auto"
 
 # ---------------------------------------------------------------- environment
+# Make remakes deps.mk (below) even under `make -n`, and the venv with it: a dry run must not
+# delete and reinstall a 2 GB venv, so under -n a stale venv is only reported.
+DRY_RUN := $(findstring n,$(firstword -$(MAKEFLAGS)))
+STALE_VENV = note: $(VENV) is older than requirements/host-lock.txt: make setup rebuilds it (make -n does not)
+NO_VENV = error: make -n plans with the venv's python and $(VENV) does not exist: run make setup first
 setup: $(VENV_OK)
 ifneq ($(TOOLCHAIN_IN_CONTAINER),1)
 $(VENV_OK): requirements/host-lock.txt scripts/setup-venv.sh
+ifeq ($(DRY_RUN),n)
+	@if [ -x $(PY) ]; then echo "$(STALE_VENV)" >&2; else echo "$(NO_VENV)" >&2; exit 2; fi
+else
 	@scripts/setup-venv.sh $(VENV) $(PYTHON)
+endif
 endif
 
 # ---------------------------------------------------------------- the stage graph
@@ -103,17 +113,30 @@ docker-image:
 # ---------------------------------------------------------------- board (ssh)
 BOARD ?=
 BOARD_ARGS = $(if $(BOARD),--board $(BOARD))
+# a labelled photo folder for eval-photos / board-eval-photos (default: the validation photos)
+DIR ?= $(OUT_train_photos_val)
+DEFAULT_DIR = $(filter $(OUT_train_photos_val),$(DIR))
 
-deploy: $(STAMP_compile) | $(VENV_OK)
+# Checked first, in a second, so that a missing BOARD= or a wrong DIR= is not reported after
+# the train, quantize and compile those targets build.
+PREFLIGHT = @$(TC) preflight $(ARGS) $(BOARD_ARGS)
+preflight-board: | $(VENV_OK)
+	$(PREFLIGHT) --need-board
+preflight-board-photos: | $(VENV_OK)
+	$(PREFLIGHT) --need-board $(if $(DEFAULT_DIR),,--photos "$(DIR)")
+preflight-photos: | $(VENV_OK)
+	$(PREFLIGHT) --photos "$(DIR)"
+
+deploy: preflight-board $(STAMP_compile) | $(VENV_OK)
 	$(TC) deploy $(ARGS) $(BOARD_ARGS)
 
-board-run: $(STAMP_compile) | $(VENV_OK)
+board-run: preflight-board $(STAMP_compile) | $(VENV_OK)
 	$(TC) board-run $(ARGS) $(BOARD_ARGS)
 
-board-bench: $(STAMP_compile) | $(VENV_OK)
+board-bench: $(if $(filter no,$(BENCH_RUN)),,preflight-board) $(STAMP_compile) | $(VENV_OK)
 	$(TC) board-bench $(ARGS) $(BOARD_ARGS) $(if $(filter no,$(BENCH_RUN)),--no-run)
 
-board-eval-photos: $(STAMP_compile) | $(VENV_OK)
+board-eval-photos: preflight-board-photos $(STAMP_compile) | $(VENV_OK)
 	$(TC) board-eval-photos $(ARGS) $(BOARD_ARGS) --photos "$(DIR)"
 
 # ---------------------------------------------------------------- the app on this PC
@@ -128,12 +151,11 @@ MODEL_DEPS =
 endif
 SOURCE    ?= 0
 APP_ARGS  ?=
-DIR       ?= $(OUT_train_photos_val)
 
 app: $(MODEL_DEPS) | $(VENV_OK)
 	$(PY) -m dpu_app --model "$(MODEL)" --source "$(SOURCE)" $(APP_ARGS)
 
-eval-photos: $(MODEL_DEPS) $(if $(filter $(OUT_train_photos_val),$(DIR)),$(STAMP_train)) | $(VENV_OK)
+eval-photos: $(if $(DEFAULT_DIR),$(STAMP_train),preflight-photos) $(MODEL_DEPS) | $(VENV_OK)
 	$(PY) -m dpu_app --model "$(MODEL)" --eval-photos "$(DIR)" $(APP_ARGS)
 
 bench-app: $(MODEL_DEPS) $(STAMP_train) | $(VENV_OK)

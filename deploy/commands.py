@@ -292,20 +292,30 @@ def board_bench(cfg, build_dir: Path, target: str | None = None, threads: int = 
     return bench
 
 
+def check_photo_folder(photos: str) -> Path:
+    """A labelled photo folder that scans cleanly (a bad one fails here, not on the board)."""
+    src = Path(photos)
+    if not photos:
+        raise UserError("DIR is empty: give a photo folder with one sub-folder per letter, or "
+                        "leave DIR out for the photo validation split")
+    if not src.is_dir():
+        what = "is a file, not a folder" if src.is_file() else "not found"
+        raise UserError(f"DIR={photos}: photo folder {what} (DIR= a folder with one sub-folder "
+                        f"per letter, see data/asl_photos/README.md)")
+    from dpu_app.datasets import scan_photo_folder
+    try:
+        scan_photo_folder(str(src))
+    except Exception as e:                          # AppError: one line
+        raise UserError(str(e)) from None
+    return src
+
+
 def board_eval_photos(cfg, build_dir: Path, photos: str, target: str | None = None,
                       log=print) -> dict:
     """Copy a photo folder to the board and score it there with the .xmodel, through the
     app's own pipeline (the board's figure for *your* hands)."""
     build_dir = Path(build_dir)
-    src = Path(photos)
-    if not src.is_dir():
-        raise UserError(f"{src}: photo folder not found (DIR= a folder with one sub-folder per "
-                        f"letter)")
-    from dpu_app.datasets import scan_photo_folder
-    try:
-        scan_photo_folder(str(src))                 # a bad folder fails here, not on the board
-    except Exception as e:                          # AppError: one line
-        raise UserError(str(e)) from None
+    src = check_photo_folder(photos)
     target = resolve_target(cfg, target, build_dir)
     art = compile_artifacts(cfg, build_dir)
     _check_deployed(cfg, target, art)

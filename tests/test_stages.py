@@ -196,3 +196,59 @@ def test_host_only_modules_cannot_reach_the_engine(repo_root):
     assert engine_pass and all("not host_only" in ln for ln in engine_pass)
     no_engine = [ln for ln in ci.splitlines() if "DOCKER_HOST=$NOWHERE make test" in ln]
     assert no_engine and not any("PYTEST_ADDOPTS" in ln for ln in no_engine)  # the whole suite
+
+
+def _make(build, *goals, **kw):
+    return subprocess.run(["make", "--no-print-directory", "-C", str(REPO), *goals,
+                           f"BUILD={build}", f"PY={sys.executable}", "VENV_OK="],
+                          capture_output=True, text=True, timeout=120, **kw)
+
+
+@pytest.mark.parametrize("goal, want", [
+    (["deploy"], "no board given: pass BOARD=root@<board-ip>"),
+    (["board-run"], "no board given"),
+    (["board-bench"], "no board given"),
+    (["board-eval-photos", "BOARD=root@192.0.2.1", "DIR=nope"],
+     "DIR=nope: photo folder not found"),
+    (["eval-photos", "DIR=nope"], "DIR=nope: photo folder not found"),
+    (["eval-photos", "DIR=README.md"], "DIR=README.md: photo folder is a file"),
+    (["eval-photos", "DIR="], "DIR is empty")])
+def test_board_and_photo_faults_come_before_anything_is_built(tmp_path, goal, want):
+    """A missing BOARD= or a wrong DIR= is said in a second: these targets used to train,
+    freeze, quantize (and try to compile) first, and name the fault 11 minutes later."""
+    r = _make(tmp_path, *goal)
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert r.returncode != 0 and len(errors) == 1 and want in errors[0], r.stderr
+    assert not (tmp_path / "train").exists() and "Traceback" not in r.stderr
+
+
+def test_a_missing_data_file_reaches_the_stage_not_make(tmp_path):
+    """A CSV that does not exist is not a Make prerequisite ("No rule to make target"): the
+    train stage runs and names the file and the config key in one line."""
+    plan, _ = make_n(tmp_path, "train", sets=["data.test_csv=/nonexistent/test.csv"])
+    assert plan == ["train"]
+    deps = (tmp_path / "deps.mk").read_text()
+    assert "/nonexistent/test.csv" not in deps and "sign_mnist_train.csv.gz" in deps
+
+
+def test_make_n_reports_a_stale_venv_instead_of_rebuilding_it(tmp_path):
+    """Make remakes deps.mk, and the venv it needs, even under -n: a dry run must not delete
+    and reinstall the venv. It says the venv is stale and plans with it."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    ok = venv / ".installed"
+    ok.touch()
+    os.utime(ok, (1e9, 1e9))                     # 2001: older than the lock file
+    r = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "-n", "train",
+                        f"BUILD={tmp_path / 'b'}", f"VENV={venv}"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "is older than requirements/host-lock.txt: make setup rebuilds it" in r.stderr
+    assert "-m toolchain train" in r.stdout
+    assert ok.stat().st_mtime == 1e9 and (venv / "bin" / "python").is_symlink()
+    r = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "-n", "train",
+                        f"BUILD={tmp_path / 'b'}", f"VENV={tmp_path / 'none'}"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "run make setup first" in r.stderr
+    assert not (tmp_path / "none").exists()

@@ -127,6 +127,17 @@ def cmd_board_eval_photos(cfg, args) -> int:
     return 0
 
 
+def cmd_preflight(cfg, args) -> int:
+    """What Make checks before it builds what a board or photo command needs: a missing
+    BOARD= or a wrong DIR= is said in a second, not after an 11-minute train and quantize."""
+    from deploy.commands import check_photo_folder, resolve_target
+    if args.need_board:
+        resolve_target(cfg, args.board, Path(args.build_dir))
+    if args.photos is not None:
+        check_photo_folder(args.photos)
+    return 0
+
+
 def _board_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--board", default=None, metavar="USER@HOST",
                    help="the board, e.g. root@192.168.1.50 (default: board.target, else the "
@@ -197,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--photos", required=True, metavar="DIR", help="photo folder (one "
                    "sub-folder per letter, optional manifest.csv with hand boxes)")
     p.set_defaults(func=cmd_board_eval_photos)
+    p = sub.add_parser("preflight", help="check BOARD= and DIR= before Make builds anything "
+                       "for a board or photo command")
+    _common(p)
+    _board_arg(p)
+    p.add_argument("--need-board", action="store_true", help="fail unless a board is known")
+    p.add_argument("--photos", default=None, metavar="DIR", help="a photo folder to check")
+    p.set_defaults(func=cmd_preflight)
     return ap
 
 
