@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", default="1", help="threads, or a list like 1,2,4 (default 1)")
     g.add_argument("--batch", type=int, default=0,
                    help="images per inference call (default: the DPU batch; 1 on the host)")
-    g.add_argument("--limit", type=int, default=0, help="use only the first N CSV rows")
+    g.add_argument("--limit", type=int, default=0,
+                   help="use only the first N CSV rows (default 0: all of them)")
     g.add_argument("--bench-frames", type=int, default=-1,
                    help="640x480 frames for the frame benchmark (default 1000 with --bench; 0 = "
                         "skip)")
@@ -137,9 +138,28 @@ def _check_args(a) -> None:
     if a.csv and not os.path.isfile(a.csv):
         raise AppError(f"--csv {a.csv}: file not found (give a Kaggle Sign Language MNIST CSV, "
                        f"e.g. data/sign_mnist/sign_mnist_test.csv.gz)")
-    if a.eval_photos and not os.path.isdir(a.eval_photos):
-        raise AppError(f"{a.eval_photos}: photo folder not found (a folder with one sub-folder "
-                       f"per letter, see data/asl_photos/README.md)")
+    if a.eval_photos is not None and not os.path.isdir(a.eval_photos):
+        what = "is a file, not a folder" if os.path.isfile(a.eval_photos) else "not found"
+        raise AppError(f"--eval-photos {a.eval_photos or '(empty)'}: photo folder {what} (a "
+                       f"folder with one sub-folder per letter, see data/asl_photos/README.md)")
+    # where results go, before a session or a benchmark whose results would then be lost
+    for flag, path in (("--summary-json", a.summary_json), ("--json", a.json)):
+        if path is not None:
+            check_writable(flag, path)
+
+
+def check_writable(flag: str, path: str) -> None:
+    """An output file can be written: not a folder, and its nearest existing parent is a
+    writable folder (missing folders below it are created when the file is written)."""
+    if not path or os.path.isdir(path):
+        raise AppError(f"{flag} {path or '(empty)'}: give a file name, e.g. results.json")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise AppError(f"{flag} {path}: {parent} is a file, not a folder: pick another path")
+    if not os.access(parent, os.W_OK):
+        raise AppError(f"{flag} {path}: folder {parent} is not writable: pick another path")
 
 
 def _bench_csv(a) -> str | None:
@@ -168,6 +188,9 @@ def check_model_file(model: str) -> None:
                            f"--model PATH")
         raise AppError(f"model {model} not found: train one (make train -> build/train/model.h5),"
                        f" or pass --model PATH")
+    if not os.path.isdir(model) and not model.endswith((".h5", ".xmodel")):
+        raise AppError(f"model {model} is neither a .h5 (Keras, PC) nor an .xmodel (board): "
+                       f"give build/train/model.h5, build/quantize/quantized.h5 or the .xmodel")
     if os.path.isdir(model) or os.path.getsize(model) == 0:
         raise AppError(f"model {model} is {'a folder' if os.path.isdir(model) else 'empty'}: "
                        f"give the .h5 (PC) or .xmodel (board) file")

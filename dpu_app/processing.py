@@ -53,10 +53,14 @@ class Roi:
             raise AppError(f"--roi {spec}: x,y,w,h must be numbers") from None
         frac = all("." in p for p in parts) and all(0 <= v <= 1 for v in vals)
         if frac:
+            if vals[2] <= 0 or vals[3] <= 0:
+                raise AppError(f"--roi {spec}: the box is empty (w and h must be above 0)")
             return ("frac", *vals)
         if any(v != int(v) or v < 0 for v in vals):
             raise AppError(f"--roi {spec}: pixel x,y,w,h must be whole numbers >= 0 (or all "
                            f"fractions like 0.25,0.2,0.5,0.6)")
+        if vals[2] < 2 or vals[3] < 2:
+            raise AppError(f"--roi {spec}: the box is empty (w and h must be at least 2 pixels)")
         return ("px", *[int(v) for v in vals])
 
     def resolve(self, h: int, w: int) -> tuple[int, int, int, int]:

@@ -312,7 +312,7 @@ def test_cli_bad_arguments():
 
 @pytest.mark.parametrize("case", ["no_model", "missing_model", "no_labels", "labels_23",
                                   "corrupt_h5", "corrupt_h5_no_labels", "xmodel_on_host",
-                                  "bad_roi", "record_dir",
+                                  "bad_roi", "empty_roi", "record_dir", "not_a_model",
                                   "bench_no_csv", "bad_manifest", "csv_missing"])
 def test_expected_faults_are_one_line(case, tmp_path, models, capsys):
     m = models["float"]
@@ -320,6 +320,8 @@ def test_expected_faults_are_one_line(case, tmp_path, models, capsys):
             "missing_model": ["--model", str(tmp_path / "nope.h5")],
             "xmodel_on_host": ["--model", str(tmp_path / "a.xmodel"), "--backend", "host"],
             "bad_roi": ["--model", m, "--roi", "1,2", "--source", str(TEST_CSV)],
+            "empty_roi": ["--model", m, "--roi", "0,0,0,0", "--source", str(TEST_CSV)],
+            "not_a_model": ["--model", str(TEST_CSV)],
             "record_dir": ["--model", m, "--source", str(TEST_CSV), "--record",
                            str(tmp_path / "no" / "x.mp4")],
             "bench_no_csv": ["--model", m, "--bench"],
@@ -351,26 +353,42 @@ def test_expected_faults_are_one_line(case, tmp_path, models, capsys):
             "no_labels": "no labels for", "labels_23": "has 25 outputs but there are 23 labels",
             "corrupt_h5": "is not an HDF5 file", "corrupt_h5_no_labels": "is not an HDF5 file",
             "xmodel_on_host": "runs on the board",
-            "bad_roi": "--roi 1,2", "record_dir": "does not exist",
+            "bad_roi": "--roi 1,2", "empty_roi": "the box is empty",
+            "not_a_model": "is neither a .h5 (Keras, PC) nor an .xmodel", "record_dir":
+            "does not exist",
             "bench_no_csv": "--bench needs --csv", "bad_manifest": "not readable JSON",
             "csv_missing": "not found"}[case]
     assert want in line, line
 
 
-@pytest.mark.parametrize("case", ["bench_no_csv", "csv_missing", "photos_missing"])
+@pytest.mark.parametrize("case", ["bench_no_csv", "csv_missing", "photos_missing",
+                                  "photos_empty", "photos_a_file", "json_under_a_file",
+                                  "summary_json_a_folder"])
 def test_bad_scoring_inputs_are_reported_before_the_model_loads(models, capsys, monkeypatch,
                                                                  tmp_path, case):
-    """--bench without a CSV, a missing --csv or --eval-photos folder: one line at once, not
-    after seconds of model loading."""
+    """--bench without a CSV, a missing --csv or --eval-photos folder, an output file that
+    cannot be written: one line at once, not after seconds of model loading (nor after the
+    session or benchmark whose results it was to keep). An empty --eval-photos is a fault,
+    not a fall-back to the camera."""
     from dpu_app import backends
     loaded = []
     monkeypatch.setattr(backends, "open_backend", lambda *a, **k: loaded.append(1))
     args = {"bench_no_csv": ["--bench"],
             "csv_missing": ["--bench", "--csv", str(tmp_path / "t.csv.gz")],
-            "photos_missing": ["--eval-photos", str(tmp_path / "photos")]}[case]
+            "photos_missing": ["--eval-photos", str(tmp_path / "photos")],
+            "photos_empty": ["--eval-photos", ""],
+            "photos_a_file": ["--eval-photos", str(TEST_CSV)],
+            "json_under_a_file": ["--bench", "--csv", str(TEST_CSV), "--json",
+                                  str(TEST_CSV / "b.json")],
+            "summary_json_a_folder": ["--source", str(TEST_CSV), "--summary-json",
+                                      str(tmp_path)]}[case]
     rc = app.main(["--model", models["float"], "--no-display", *args])
     want = {"bench_no_csv": "--bench needs --csv", "csv_missing": "t.csv.gz: file not found",
-            "photos_missing": "photo folder not found"}[case]
+            "photos_missing": "photo folder not found",
+            "photos_empty": "--eval-photos (empty): photo folder not found",
+            "photos_a_file": "is a file, not a folder",
+            "json_under_a_file": "is a file, not a folder: pick another path",
+            "summary_json_a_folder": "give a file name"}[case]
     assert rc == 2 and not loaded
     assert want in one_error_line(capsys.readouterr().err)
 
