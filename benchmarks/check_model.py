@@ -29,10 +29,11 @@ def main() -> int:
     ap.add_argument("csv")
     ap.add_argument("--quantized", action="store_true")
     a = ap.parse_args()
-    for f in (a.model, a.labels, a.csv):
+    for f, fix in ((a.model, "make train / make quantize write the models"),
+                   (a.labels, "labels.txt is written beside the model"),
+                   (a.csv, "give the Kaggle test CSV, data/sign_mnist/sign_mnist_test.csv.gz")):
         if not os.path.isfile(f):
-            print(f"error: {f} not found (make train / make quantize write the models)",
-                  file=sys.stderr)
+            print(f"error: {f} not found ({fix})", file=sys.stderr)
             return 2
     import cv2
     import tensorflow as tf

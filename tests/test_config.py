@@ -113,6 +113,8 @@ def test_duplicate_keys_and_non_utf8_files(tmp_path):
 def test_missing_and_malformed_files(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="is a folder: pass the YAML file in it"):
+        load_config(tmp_path)
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(write(tmp_path, "train: {epochs: [1"))
     with pytest.raises(ConfigError, match="must be a YAML mapping"):

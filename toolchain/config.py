@@ -481,6 +481,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Read a YAML config (default: config/default.yaml), apply overrides, validate."""
     path = Path(path) if path else DEFAULT_CONFIG
     source = "config/default.yaml" if path == DEFAULT_CONFIG else str(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {source} is a folder: pass the YAML file in it, e.g. "
+                          f"CONFIG={Path(source) / 'my.yaml'}")
     if not path.is_file():
         raise ConfigError(f"config file {source} does not exist "
                           f"(pass CONFIG=path/to/config.yaml, or drop it for the default)")
