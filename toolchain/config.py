@@ -84,8 +84,8 @@ class ModelConfig:
                           "crop is resized to it)", min=8, max=256)
     color: str = opt("bgr", "bgr: the camera's 3 colour channels (Sign MNIST's grey images go "
                      "in as equal B, G, R; training turns a share of the photos grey); grey: 1 "
-                     "channel (about +0.8 pt Sign MNIST, -5 to -8 pt real photos on two "
-                     "splits: README 'Model choices')",
+                     "channel (measured without label smoothing: +0.6 to +0.9 pt Sign MNIST, -5 to "
+                     "-8 pt real photos on two splits: README 'Model choices')",
                      choices=["grey", "bgr"])
     stem: int = opt(0, "channels of a stride-2 3x3 Conv-BN-ReLU stem before the stages (halves "
                     "the resolution: a larger input at little cost); 0 = none", min=0, max=4096)
@@ -265,8 +265,9 @@ class QuantizeConfig:
                           min=32)
     calib_batch_size: int = opt(50, "calibration batch size", min=1)
     include_cle: bool = opt(True, "cross-layer equalization before calibration")
-    include_fast_ft: bool = opt(True, "fast fine-tuning (AdaQuant) after calibration (the "
-                                "colour model loses 2.6 pt on the photos without it, 0.7 with)")
+    include_fast_ft: bool = opt(True, "fast fine-tuning (AdaQuant) after calibration (before "
+                                "label smoothing the colour model lost 2.6 pt on the photos "
+                                "without it, 0.7 with; now +-0.00 with it)")
     fast_ft_epochs: int = opt(10, "fast fine-tuning epochs", min=1)
     max_drop_pt: float = opt(0.3, "fail when int8 Sign MNIST test accuracy drops more than "
                              "this (percentage points) below float; a negative value demands "
