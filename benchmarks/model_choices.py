@@ -30,6 +30,8 @@ CHOICES = {
     "sign-mnist-0.45": ["train.mix.photos=0.35"],  # more Sign MNIST per batch (45 % not 35 %)
     "mixup-0.2": ["train.mixup=0.2"],  # blend image pairs and their targets (Beta(0.2, 0.2))
     "wider-24-48-96": ["model.widths=[24,48,96]"],  # 1.5x the channels of each conv stage
+    "sign-mnist-geometry-0.3": ["train.augment.sign_mnist_geometry=0.3"],  # Sign MNIST's
+    # crops jittered half as much as now (0.3 of the photos' scale/shift/rotation, not 0.6)
     "grey": GREY,                                        # the default before colour
     "colour-grey50": NO_LS + ["train.augment.greyscale=0.5"],  # half the images made grey
     "colour-photos-0.6": NO_LS + ["train.mix.photos=0.6", "train.mix.no_hand=0.15"],
