@@ -11,6 +11,7 @@ The Makefile includes deps.mk and remakes it first on every run (Make does that 
 from __future__ import annotations
 
 import glob
+import os
 import sys
 from pathlib import Path
 
@@ -94,6 +95,31 @@ def rules(cfg) -> str:
     return "\n".join(lines)
 
 
+def write_stage_cfg(path: Path, text: str, stamp: Path) -> str | None:
+    """Write a stage's .cfg file; returns the text its outputs were made with when they are
+    now out of date because of it, else None.
+
+    Every make run rewrites the .cfg files for the config it was given, also `make -n ...
+    SET=...` and targets that never run the stage. So that going back to the config the
+    outputs were made with does not retrain for nothing, the text they were made with is kept
+    in <stage>.built (the .cfg text when the stamp was newer than it), and a .cfg rewritten to
+    that text gets a time just before the stamp's: Make then sees it as up to date again."""
+    old = path.read_text() if path.exists() else None
+    if old == text:
+        return None
+    built = path.with_suffix(".built")
+    if old is not None and stamp.exists() and stamp.stat().st_mtime >= path.stat().st_mtime:
+        atomic_write_text(built, old)            # the outputs were made with the old text
+    atomic_write_text(path, text)
+    if not stamp.exists():
+        return None
+    if built.exists() and built.read_text() == text:
+        t = stamp.stat().st_mtime - 1
+        os.utime(path, (t, t))
+        return None
+    return built.read_text() if built.exists() else old
+
+
 def write_deps(cfg, build_dir, target: str | None = None) -> Path:
     build_dir = Path(build_dir)
     for s in STAGES.values():
@@ -101,10 +127,9 @@ def write_deps(cfg, build_dir, target: str | None = None) -> Path:
         runs = {"runs_in": "host" if where == "host" else f"container {cfg.docker.image}"}
         text = yaml.safe_dump({**select(cfg, s.sections), **runs}, sort_keys=False)
         path = build_dir / ".cfg" / f"{s.name}.yaml"
-        old = path.read_text() if path.exists() else None
-        if _write_if_changed(path, text) and old is not None and \
-                (build_dir / s.stamp(cfg)).exists():
-            diff = changes(old, text)
+        made_with = write_stage_cfg(path, text, build_dir / s.stamp(cfg))
+        if made_with is not None:
+            diff = changes(made_with, text)
             print(f"note: {s.name} is out of date: its config changed since it last ran "
                   f"({'; '.join(diff[:4])}{'; ...' if len(diff) > 4 else ''})", file=sys.stderr)
     path = Path(target) if target else build_dir / "deps.mk"
