@@ -162,5 +162,13 @@ def _print_summary(m: dict, scores: dict, out_dir: Path) -> None:
                   + ", ".join(f"{k} {v * 100:.0f}%" for k, v in worst))
     for n in m["notes"]:
         print(f"note: {n}")
-    print(f"training {m['train_seconds']:.0f}s, whole stage {m['stage_seconds']:.0f}s; outputs "
-          f"in {out_dir}/")
+    print(f"{timing(m['train_seconds'], m['stage_seconds'])}; outputs in {out_dir}/")
+
+
+def timing(train_s: float, stage_s: float) -> str:
+    """Training time counts the epochs of an interrupted run this one resumed from; the
+    stage's time is this run's: say so rather than print a training longer than its stage."""
+    if train_s > stage_s:
+        return (f"training {train_s:.0f}s including the interrupted run it resumed from, this "
+                f"run {stage_s:.0f}s")
+    return f"training {train_s:.0f}s, whole stage {stage_s:.0f}s"

@@ -47,8 +47,13 @@ class Progress:
         self.enabled = mode == "bar" or (mode == "auto" and stream.isatty())
         self.stream = stream
         self.last = 0.0
+        self.t0 = time.monotonic()
 
-    def update(self, done: int, total: int, loss: float, rate: float):
+    def start(self):
+        """The epoch starts: the ETA is measured from here."""
+        self.t0 = time.monotonic()
+
+    def update(self, done: int, total: int, loss: float):
         if not self.enabled:
             return
         now = time.monotonic()
@@ -56,7 +61,7 @@ class Progress:
             return
         self.last = now
         fill = int(24 * done / max(total, 1))
-        eta = (total - done) / max(rate, 1e-9)
+        eta = (total - done) * (now - self.t0) / max(done, 1)     # seconds per batch so far
         self.stream.write(f"\r  [{'#' * fill}{'.' * (24 - fill)}] {done}/{total} batches "
                           f"loss {loss:.4f} eta {eta:4.0f}s ")
         self.stream.flush()
@@ -173,6 +178,7 @@ class TrainRun:
         n = self.tcfg.steps_per_epoch
         loss_sum = correct = seen = 0.0
         lr = self.schedule.lr(self.step)
+        progress.start()
         for b in range(n):
             lr = self.schedule.lr(self.step)
             self.opt.learning_rate = lr
@@ -184,7 +190,7 @@ class TrainRun:
             self.step += 1
             k = len(batch[7])
             loss_sum, correct, seen = loss_sum + float(loss) * k, correct + float(corr), seen + k
-            progress.update(b + 1, n, loss_sum / seen, seen / (time.monotonic() - t0))
+            progress.update(b + 1, n, loss_sum / seen)
         train_time = time.monotonic() - t0
         progress.clear()
         row = {"epoch": epoch, "lr": lr, "train_loss": loss_sum / seen,

@@ -29,3 +29,24 @@ def test_sign_mnist_note_needs_a_validation_set_large_enough_to_mean_something()
     assert overfit_notes(steady, scores, gap=0.1) == []
     scores["sign_mnist_val"]["images"] = 2745
     assert "near-twins" in overfit_notes(steady, scores, gap=0.1)[0]
+
+
+def test_progress_bar_eta_counts_batches(monkeypatch):
+    """4 of 60 batches in 2 s: 56 left at 0.5 s each is 28 s (it used to divide the batches
+    left by images per second and said 0 s)."""
+    import io
+    from model import train as T
+    clock = iter([99.0, 100.0, 102.0])              # made, epoch start, 4th batch
+    monkeypatch.setattr(T.time, "monotonic", lambda: next(clock))
+    out = io.StringIO()
+    p = T.Progress("bar", out)
+    p.start()
+    p.update(4, 60, 3.7713)
+    assert "4/60 batches loss 3.7713 eta   28s" in out.getvalue()
+
+
+def test_timing_line_after_a_resume_does_not_claim_training_outlasted_its_stage():
+    from model.bundle import timing
+    assert timing(508.2, 529.0) == "training 508s, whole stage 529s"
+    assert timing(40.0, 19.0) == ("training 40s including the interrupted run it resumed "
+                                  "from, this run 19s")
