@@ -36,31 +36,33 @@ TC      := $(PY) -m toolchain
         preflight-board preflight-board-photos preflight-photos
 .DEFAULT_GOAL := help
 
-help:
-	@echo "make setup        create $(VENV) from requirements/host-lock.txt (python3.11, no resolver)"
-	@echo "make train        train on Sign MNIST + real photos -> $(BUILD)/train/ (model, labels, manifest, reports)"
-	@echo "make lr-find      LR range test -> $(BUILD)/lr_find/lr_find.png + suggested 1cycle max lr"
-	@echo "make freeze       inference-only .h5 + frozen .pb, checked against the float model -> $(BUILD)/freeze/"
-	@echo "make quantize     int8 pof2s quantization + DPU check + accuracy ladder -> $(BUILD)/quantize/, $(BUILD)/ladder/"
-	@echo "make compile      compile for the DPU in the Vitis AI image -> $(BUILD)/compile/ (<name>.xmodel, manifest.json)"
-	@echo "make pipeline     FROM=stage TO=stage: that stretch of train -> freeze -> quantize -> compile"
-	@echo "make shell        interactive shell in the Vitis AI container (same mounts/user as RUNNER=docker)"
-	@echo "make docker-image the Vitis AI image plus what the stages need (docker/Dockerfile)"
-	@echo "make deploy BOARD=root@<ip>   check the board's DPU fingerprint, copy app + xmodel + test sets"
-	@echo "make board-run    start the live app on the board with the web viewer; prints the URL"
-	@echo "make board-bench  benchmark on the board, fill the board rung of the accuracy ladder"
-	@echo "make board-eval-photos DIR=photos/   score a labelled photo folder with the .xmodel on the board"
-	@echo "make app          the live app on this PC (int8 model; MODEL=file.h5): SOURCE=0|/dev/video0|clip.mp4 APP_ARGS=..."
-	@echo "make eval-photos  DIR=photos/ [MODEL=...]: score a labelled photo folder with the app's pipeline"
-	@echo "make bench-app    app benchmark [MODEL=...]: Sign MNIST test + validation photos, images/s, 640x480 frames/s"
-	@echo "make test         run the tests (what CI runs)"
-	@echo "make test-all     also the slow checks (a full default training)"
-	@echo "make bench-train  benchmark: train the default config from scratch, print the figures and wall time"
-	@echo "make bench-models benchmark: compare model choices on the photo validation split (CHOICES=a,b SEEDS=1234)"
-	@echo "make check-model  score $(BUILD)/train/model.h5 on the test CSV with an independent script"
-	@echo "make check-quantized  the same for the int8 model, loaded under quantize_scope"
-	@echo "make clean        remove $(BUILD)/;  make distclean: also $(VENV)/"
-	@echo "options: CONFIG=my.yaml SET=\"train.epochs=5 model.dropout=0.2\" BUILD=dir RUNNER=host|docker|auto"
+help:  # one shell command: `make help | head` ends quietly when head stops reading
+	@{ \
+	  echo "make setup        create $(VENV) from requirements/host-lock.txt (python3.11, no resolver)"; \
+	  echo "make train        train on Sign MNIST + real photos -> $(BUILD)/train/ (model, labels, manifest, reports)"; \
+	  echo "make lr-find      LR range test -> $(BUILD)/lr_find/lr_find.png + suggested 1cycle max lr"; \
+	  echo "make freeze       inference-only .h5 + frozen .pb, checked against the float model -> $(BUILD)/freeze/"; \
+	  echo "make quantize     int8 pof2s quantization + DPU check + accuracy ladder -> $(BUILD)/quantize/, $(BUILD)/ladder/"; \
+	  echo "make compile      compile for the DPU in the Vitis AI image -> $(BUILD)/compile/ (<name>.xmodel, manifest.json)"; \
+	  echo "make pipeline     FROM=stage TO=stage: that stretch of train -> freeze -> quantize -> compile"; \
+	  echo "make shell        interactive shell in the Vitis AI container (same mounts/user as RUNNER=docker)"; \
+	  echo "make docker-image the Vitis AI image plus what the stages need (docker/Dockerfile)"; \
+	  echo "make deploy BOARD=root@<ip>   check the board's DPU fingerprint, copy app + xmodel + test sets"; \
+	  echo "make board-run    start the live app on the board with the web viewer; prints the URL"; \
+	  echo "make board-bench  benchmark on the board, fill the board rung of the accuracy ladder"; \
+	  echo "make board-eval-photos DIR=photos/   score a labelled photo folder with the .xmodel on the board"; \
+	  echo "make app          the live app on this PC (int8 model; MODEL=file.h5): SOURCE=0|/dev/video0|clip.mp4 APP_ARGS=..."; \
+	  echo "make eval-photos  DIR=photos/ [MODEL=...]: score a labelled photo folder with the app's pipeline"; \
+	  echo "make bench-app    app benchmark [MODEL=...]: Sign MNIST test + validation photos, images/s, 640x480 frames/s"; \
+	  echo "make test         run the tests (what CI runs)"; \
+	  echo "make test-all     also the slow checks (a full default training)"; \
+	  echo "make bench-train  benchmark: train the default config from scratch, print the figures and wall time"; \
+	  echo "make bench-models benchmark: compare model choices on the photo validation split (CHOICES=a,b SEEDS=1234)"; \
+	  echo "make check-model  score $(BUILD)/train/model.h5 on the test CSV with an independent script"; \
+	  echo "make check-quantized  the same for the int8 model, loaded under quantize_scope"; \
+	  echo "make clean        remove $(BUILD)/;  make distclean: also $(VENV)/"; \
+	  echo "options: CONFIG=my.yaml SET=\"train.epochs=5 model.dropout=0.2\" BUILD=dir RUNNER=host|docker|auto"; \
+	} 2>/dev/null || true
 
 # ---------------------------------------------------------------- environment
 # Make remakes deps.mk (below) even under `make -n`, and the venv with it: a dry run must not

@@ -162,6 +162,15 @@ def check_writable(flag: str, path: str) -> None:
         raise AppError(f"{flag} {path}: folder {parent} is not writable: pick another path")
 
 
+def describe_outputs(viewer: str, sinks: list, record: str | None) -> str:
+    """Where the annotated frames go, for the start line: 'viewer web', 'recording to x.mp4'."""
+    shown = [f"viewer {viewer}"] if viewer in ("window", "web") and len(sinks) > bool(record) \
+        else []
+    if record:
+        shown.append(f"recording to {record}")
+    return ", ".join(shown) or "no viewer"
+
+
 def _bench_csv(a) -> str | None:
     """The CSV a benchmark reads: --csv, or a CSV given as --source."""
     return a.csv or (a.source if str(a.source).lower().endswith((".csv", ".csv.gz")) else None)
@@ -296,7 +305,7 @@ def run_live(a, backend, src, r: Resolved, on_frame=None, out=sys.stdout) -> int
                           stable=a.stable, gap=a.gap, flip=a.flip, mirror=r.mirror)
     info(f"{backend.name}: {backend.model_path}; source {src}; threshold {r.threshold:.2f}"
          f"{', mirror-averaged' if r.mirror else ''}; "
-         f"{'viewer ' + viewer if sinks else 'no viewer'}")
+         f"{describe_outputs(viewer, sinks, a.record)}")
     pipe = LivePipeline(proc, src, sinks, max_frames=a.max_frames, out=None if a.quiet else out,
                         on_frame=on_frame)
     summary = pipe.run()
@@ -305,7 +314,7 @@ def run_live(a, backend, src, r: Resolved, on_frame=None, out=sys.stdout) -> int
     ms = " ".join(f"{k} {v:.2f}" for k, v in summary["ms"].items())
     info(f"{summary['frames']} frames in {summary['seconds']:.1f}s ({summary['fps']:.1f} fps; "
          f"dropped {summary['dropped']}, unreadable {summary['bad_frames']}, reconnects "
-         f"{summary['reconnects']}); mean ms: {ms}; stopped by {summary['stopped_by']}")
+         f"{summary['reconnects']}); mean ms: {ms}; stopped: {summary['stopped_by']}")
     if not a.quiet:
         print(f'final text "{summary["text"]}"', file=out, flush=True)
     if a.summary_json:

@@ -93,7 +93,7 @@ def _as_jpeg(data) -> bytes:
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Sign language live - DPU</title>
+<title>Sign language live</title>
 <style>
  body{margin:0;font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;background:#111;color:#eee}
  header{padding:8px 16px;background:#1d1d1d;display:flex;justify-content:space-between;align-items:center}
@@ -171,6 +171,7 @@ function render(s) {
   const tx = $("text"), txt = (typeof s.text === "string") ? s.text : "";
   if (tx.textContent !== txt) { tx.textContent = txt; tx.scrollTop = tx.scrollHeight; }
   $("backend").textContent = (typeof s.backend === "string" && s.backend) ? "\u00b7 " + s.backend : "";
+  document.title = "Sign language live" + ((typeof s.backend === "string" && s.backend) ? " - " + s.backend : "");
   $("fps").textContent = num(s.fps, 1);
   const ms = s.ms || {};
   for (const k of ["capture", "preprocess", "infer", "overlay"])

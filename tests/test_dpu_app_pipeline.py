@@ -478,3 +478,10 @@ def test_preprocessing_comes_from_the_model_without_a_manifest(tmp_path, models)
     from dpu_app.backends import open_backend
     b = open_backend("host", r.model, r.labels, r.preprocess)
     assert b.input_shape == (28, 28, 1) and b.preprocess.width == 28
+
+
+def test_start_line_names_where_frames_go():
+    assert app.describe_outputs("none", [], None) == "no viewer"
+    assert app.describe_outputs("none", ["rec"], "out.mp4") == "recording to out.mp4"
+    assert app.describe_outputs("web", ["web", "rec"], "o.mp4") == "viewer web, recording to o.mp4"
+    assert app.describe_outputs("web", ["rec"], "o.mp4") == "recording to o.mp4"  # no viewer here
