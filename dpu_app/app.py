@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--hold", type=int, default=1,
                    help="show each image of a folder/CSV source for N frames")
     g.add_argument("--loop", action="store_true", help="restart a file source at its end")
+    g.add_argument("--realtime", choices=["auto", "yes", "no"], default="auto",
+                   help="play a video file at its own frame rate: auto = when it is shown in "
+                        "a window or the web viewer (else as fast as the model reads it)")
     g.add_argument("--reconnect-tries", type=int, default=0,
                    help="give up after N camera reconnect tries (default 0 = keep trying)")
     g = ap.add_argument_group("recognition and spelling")
@@ -162,10 +165,14 @@ def check_writable(flag: str, path: str) -> None:
         raise AppError(f"{flag} {path}: folder {parent} is not writable: pick another path")
 
 
+def viewer_shown(viewer: str, sinks: list, record: str | None) -> bool:
+    """A window or the web viewer is up (the sinks hold more than the recorder)."""
+    return viewer in ("window", "web") and len(sinks) > bool(record)
+
+
 def describe_outputs(viewer: str, sinks: list, record: str | None) -> str:
     """Where the annotated frames go, for the start line: 'viewer web', 'recording to x.mp4'."""
-    shown = [f"viewer {viewer}"] if viewer in ("window", "web") and len(sinks) > bool(record) \
-        else []
+    shown = [f"viewer {viewer}"] if viewer_shown(viewer, sinks, record) else []
     if record:
         shown.append(f"recording to {record}")
     return ", ".join(shown) or "no viewer"
@@ -306,8 +313,14 @@ def run_live(a, backend, src, r: Resolved, on_frame=None, out=sys.stdout) -> int
     info(f"{backend.name}: {backend.model_path}; source {src}; threshold {r.threshold:.2f}"
          f"{', mirror-averaged' if r.mirror else ''}; "
          f"{describe_outputs(viewer, sinks, a.record)}")
+    from .sources import VideoFileSource
+    shown = viewer_shown(viewer, sinks, a.record)
+    pace = src.fps if isinstance(src, VideoFileSource) and src.fps > 0 and (
+        a.realtime == "yes" or (a.realtime == "auto" and shown)) else 0.0
+    if pace:
+        info(f"playing {src} at its own {pace:.0f} fps (--realtime no: as fast as possible)")
     pipe = LivePipeline(proc, src, sinks, max_frames=a.max_frames, out=None if a.quiet else out,
-                        on_frame=on_frame)
+                        on_frame=on_frame, pace_fps=pace)
     summary = pipe.run()
     summary["backend"] = backend.describe()
     summary["source"] = str(src)
@@ -315,6 +328,8 @@ def run_live(a, backend, src, r: Resolved, on_frame=None, out=sys.stdout) -> int
     info(f"{summary['frames']} frames in {summary['seconds']:.1f}s ({summary['fps']:.1f} fps; "
          f"dropped {summary['dropped']}, unreadable {summary['bad_frames']}, reconnects "
          f"{summary['reconnects']}); mean ms: {ms}; stopped: {summary['stopped_by']}")
+    if shown and summary["stopped_by"] == "end of source":
+        info(f"end of {src}: the viewer closes with it (--loop plays it again)")
     if not a.quiet:
         print(f'final text "{summary["text"]}"', file=out, flush=True)
     if a.summary_json:

@@ -14,8 +14,10 @@ from .sources import Source
 class LivePipeline:
     def __init__(self, processor: FrameProcessor, source: Source, sinks: list,
                  max_frames: int = 0, first_frame_timeout: float = 10.0,
-                 stall_warn: float = 5.0, out=sys.stdout, on_frame=None, print_text=True):
+                 stall_warn: float = 5.0, out=sys.stdout, on_frame=None, print_text=True,
+                 pace_fps: float = 0.0):
         self.proc = processor
+        self.pace_fps = pace_fps        # > 0: show a file's frames at this rate, not at once
         self.source = source
         self.sinks = sinks
         self.max_frames = max_frames
@@ -58,8 +60,14 @@ class LivePipeline:
                     continue
                 if frame is None:
                     break
+                if first:
+                    t_play = time.perf_counter()
                 first = False
                 capture_ms = (time.perf_counter() - tw) * 1e3
+                if self.pace_fps > 0:             # the clip's own speed, as a camera would
+                    wait = t_play + proc.frames / self.pace_fps - time.perf_counter()
+                    if wait > 0:
+                        time.sleep(wait)
                 proc.dropped = self.grabber.dropped
                 state, canvas = proc.process(frame.image, capture_ms)
                 state["truth"] = frame.truth

@@ -485,3 +485,24 @@ def test_start_line_names_where_frames_go():
     assert app.describe_outputs("none", ["rec"], "out.mp4") == "recording to out.mp4"
     assert app.describe_outputs("web", ["web", "rec"], "o.mp4") == "viewer web, recording to o.mp4"
     assert app.describe_outputs("web", ["rec"], "o.mp4") == "recording to o.mp4"  # no viewer here
+
+
+@pytest.mark.parametrize("realtime", ["yes", "auto"])
+def test_a_video_file_plays_at_its_own_rate_when_shown(tmp_path, models, dataset, capsys,
+                                                       realtime):
+    """A clip shown in a viewer used to play at hundreds of frames a second (a 5 s clip over
+    before the viewer's page was open). --realtime yes, or auto with a viewer, paces it at the
+    file's own rate: 20 frames at 20 fps take at least 19 / 20 s (unpaced, a few ms each).
+    auto without a viewer (here --no-display, as in benchmarks) does not pace."""
+    video = tmp_path / "clip.avi"
+    make_sign_video(video, [dataset.x[0]], hold=20, fps=20.0)
+    rc = app.main(["--model", models["float"], "--source", str(video), "--no-display",
+                   "--realtime", realtime, "--quiet", "--summary-json", str(tmp_path / "s.json")])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["frames"] == 20
+    if realtime == "yes":
+        assert "at its own 20 fps" in err and summary["seconds"] >= 19 / 20
+    else:
+        assert "at its own" not in err
