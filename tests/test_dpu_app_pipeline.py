@@ -506,3 +506,24 @@ def test_a_video_file_plays_at_its_own_rate_when_shown(tmp_path, models, dataset
         assert "at its own 20 fps" in err and summary["seconds"] >= 19 / 20
     else:
         assert "at its own" not in err
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_stop_the_app_like_ctrl_c(tmp_path, models, dataset, sig):
+    """kill / systemd (SIGTERM) and a closed ssh session (SIGHUP) used to end the app with a
+    bare 'Terminated': no summary, camera and viewer not released by the app."""
+    import signal
+    video = tmp_path / "clip.avi"
+    make_sign_video(video, [dataset.x[0]], hold=20, fps=20.0)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    p = subprocess.Popen([sys.executable, "-m", "dpu_app", "--model", models["float"],
+                          "--source", str(video), "--loop", "--no-display", "--realtime", "yes"],
+                         cwd=APP_DIR.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env)
+    first = p.stdout.readline()                 # the first frame's letter: the loop runs
+    assert first.startswith("letter"), first
+    p.send_signal(getattr(signal, sig))
+    out, stderr = p.communicate(timeout=60)
+    assert p.returncode == 0, stderr
+    assert "stopped: interrupted" in stderr and "Traceback" not in stderr
+    assert out.splitlines()[-1].startswith("final text")
