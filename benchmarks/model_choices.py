@@ -33,6 +33,7 @@ CHOICES = {
     "sign-mnist-geometry-0.3": ["train.augment.sign_mnist_geometry=0.3"],  # Sign MNIST's
     # crops jittered half as much as now (0.3 of the photos' scale/shift/rotation, not 0.6)
     "grey": GREY,                                        # the default before colour
+    "grey-label-smoothing": ["model.color=grey"],        # grey on today's defaults
     "colour-grey50": NO_LS + ["train.augment.greyscale=0.5"],  # half the images made grey
     "colour-photos-0.6": NO_LS + ["train.mix.photos=0.6", "train.mix.no_hand=0.15"],
     "colour-gap": NO_LS + ["model.head=gap"],            # fewer head weights to overfit with

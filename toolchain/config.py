@@ -84,8 +84,8 @@ class ModelConfig:
                           "crop is resized to it)", min=8, max=256)
     color: str = opt("bgr", "bgr: the camera's 3 colour channels (Sign MNIST's grey images go "
                      "in as equal B, G, R; training turns a share of the photos grey); grey: 1 "
-                     "channel (measured without label smoothing: +0.6 to +0.9 pt Sign MNIST, -5 to "
-                     "-8 pt real photos on two splits: README 'Model choices')",
+                     "channel (with label smoothing 0.1: Sign MNIST 99.8 % instead of 99.4 %, real "
+                     "photos 67.9 % instead of 72.2 %, two splits: README 'Model choices')",
                      choices=["grey", "bgr"])
     stem: int = opt(0, "channels of a stride-2 3x3 Conv-BN-ReLU stem before the stages (halves "
                     "the resolution: a larger input at little cost); 0 = none", min=0, max=4096)
