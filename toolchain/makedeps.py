@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from .artifacts import atomic_write_text
-from .config import REPO_ROOT, resolve_path, to_dict
+from .config import REPO_ROOT, to_dict
 from .stages import BASE_SOURCES, STAGES, producer
 
 
@@ -83,10 +83,8 @@ def rules(cfg) -> str:
             up = f"$(BUILD)/{STAGES[owner].stamp(cfg)}" if owner else f"$(BUILD)/{rel}"
             if up not in ups:
                 ups.append(up)
-        # a data file that does not exist is left out: Make would stop at "No rule to make
-        # target"; the stage itself names the config key and the fix in one line
         prereqs = ups + [f"$(BUILD)/.cfg/{s.name}.yaml"] + _sources(s) + \
-            [_mk_path(p) for p in s.data(cfg) if resolve_path(p).exists()]
+            [_mk_path(p) for p in s.data(cfg)]
         lines += [f"OUT_{s.name}_{key} := $(BUILD)/{_mk_path(rel)}"
                   for key, rel in s.outputs(cfg).items()]
         lines += [f"STAMP_{s.name} := {stamp}",

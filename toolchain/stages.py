@@ -65,7 +65,10 @@ class Stage:
 
 
 def _training_data(cfg) -> list:
-    files = [cfg.data.train_csv, cfg.data.test_csv]
+    # only files that exist: a missing CSV as a Make prerequisite stops Make at "No rule to
+    # make target"; the stage itself names the file, its config key and the fix in one line
+    # (the photo files come from a glob, so they exist)
+    files = [p for p in (cfg.data.train_csv, cfg.data.test_csv) if resolve_path(p).exists()]
     for d in cfg.data.photos:
         root = resolve_path(d)
         files += sorted(str(Path(p).relative_to(REPO_ROOT)) if _under_repo(p) else p
