@@ -253,6 +253,11 @@ def load_photos(data_cfg, seed: int, size: int, no_hand: bool,
         names_cfg = [names_cfg[i] for i in keep]
     tr_idx, va_idx = DS.split_by_source(photos, data_cfg.photo_val_fraction, seed + 3)
     val_set = set(va_idx)
+    unused = set()
+    if data_cfg.photo_train_share < 1.0:       # a learning-curve point: fewer training sources
+        sub = [photos[i] for i in tr_idx]
+        _, dropped = DS.split_by_source(sub, 1.0 - data_cfg.photo_train_share, seed + 5)
+        unused = {tr_idx[j] for j in dropped}
     ctx, ys, boxes, srcs = [], [], [], []
     bg_tr, vx, vy, bg_va = [], [], [], []
     for i, p in enumerate(photos):
@@ -268,6 +273,8 @@ def load_photos(data_cfg, seed: int, size: int, no_hand: bool,
             if hand is not None:
                 vx.append(_squeeze(hand)), vy.append(names.index(p.label))
             bg_va += [_squeeze(b) for b in bgs]
+            continue
+        if i in unused:
             continue
         if p.label != NO_HAND:
             c, b = _context_crop(grey, DS.box_pixels(p, w, h), csize)

@@ -310,3 +310,21 @@ def test_photo_inputs_are_the_apps_crop_of_the_hand_square(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(bgs, again))
     for (x, y, s) in DS.background_squares(p, 100, 80, 3):
         assert x + s < x0 - 1 or x > x1 + 1 or y + s < y0 - 1 or y > y1 + 1
+
+
+def test_photo_train_share_drops_training_sources_and_keeps_the_validation_split(tmp_path):
+    from toolchain.config import load_config
+    root = make_folder(tmp_path, letters="ABC", n=8)
+
+    def load(share):
+        cfg = load_config(None, [f"data.photos=[{root}]", "data.photo_val_fraction=0.25",
+                                 f"data.photo_train_share={share}"])
+        return D.load_photos(cfg.data, 7, 28, True, "bgr")
+
+    full, half = load(1.0), load(0.5)
+    assert half.val_files == full.val_files                  # the same unseen photos
+    assert np.array_equal(half.val.x, full.val.x)
+    assert set(half.train.sources) < set(full.train.sources)
+    assert len(half.train.y) == 9 and len(full.train.y) == 18  # 3 of 6 sources per letter
+    assert sorted(set(half.train.y.tolist())) == [0, 1, 2]    # every letter keeps photos
+    assert load(0.5).train.sources == half.train.sources      # seeded

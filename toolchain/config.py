@@ -71,6 +71,10 @@ class DataConfig:
                                     "variants of a photo on one side)", min=0.0, max=0.5)
     photo_limit: typing.Optional[int] = opt(None, "use only this many photos (seeded; for quick "
                                             "runs)", min=24)
+    photo_train_share: float = opt(1.0, "train on only this share of the training source "
+                                   "photos, per letter (seeded); the validation split stays the "
+                                   "same, so it measures how the photo figure grows with data",
+                                   min=0.05, max=1.0)
     no_hand: bool = opt(True, "add the 'nothing' class (crops away from the hand box, empty "
                         "frames), so the app can say 'no hand'")
     background_crops: int = opt(4, "no-hand squares cut from each photo, away from its hand box",
