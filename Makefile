@@ -139,6 +139,7 @@ board-bench: $(if $(filter no,$(BENCH_RUN)),,preflight-board) $(STAMP_compile) |
 	$(TC) board-bench $(ARGS) $(BOARD_ARGS) $(if $(filter no,$(BENCH_RUN)),--no-run)
 
 board-eval-photos: preflight-board-photos $(STAMP_compile) | $(VENV_OK)
+	$(if $(DEFAULT_DIR),$(PREFLIGHT) --validation-photos "$(DIR)")
 	$(TC) board-eval-photos $(ARGS) $(BOARD_ARGS) --photos "$(DIR)"
 
 # ---------------------------------------------------------------- the app on this PC
@@ -158,11 +159,12 @@ app: $(MODEL_DEPS) | $(VENV_OK)
 	$(PY) -m dpu_app --model "$(MODEL)" --source "$(SOURCE)" $(APP_ARGS)
 
 eval-photos: $(if $(DEFAULT_DIR),$(STAMP_train),preflight-photos) $(MODEL_DEPS) | $(VENV_OK)
+	$(if $(DEFAULT_DIR),$(PREFLIGHT) --validation-photos "$(DIR)")
 	$(PY) -m dpu_app --model "$(MODEL)" --eval-photos "$(DIR)" $(APP_ARGS)
 
 bench-app: $(MODEL_DEPS) $(STAMP_train) | $(VENV_OK)
 	$(PY) -m dpu_app --model "$(MODEL)" --bench --csv data/sign_mnist/sign_mnist_test.csv.gz \
-	  --eval-photos "$(OUT_train_photos_val)" --threads 1,2 --json "$(BUILD)/app/bench.json" $(APP_ARGS)
+	  $$(test -d "$(OUT_train_photos_val)" && echo --eval-photos "$(OUT_train_photos_val)") --threads 1,2 --json "$(BUILD)/app/bench.json" $(APP_ARGS)
 
 # ---------------------------------------------------------------- tests and benchmarks
 test: | $(VENV_OK)

@@ -24,6 +24,7 @@ from dpu_app.bench import check_result
 from dpu_app.dpu import XDPUTIL_QUERY, DpuInfo, describe_fingerprint, json_object, \
     parse_xdputil_query
 from toolchain import ladder as L
+from toolchain import stages as S
 from toolchain.artifacts import atomic_write_json
 from toolchain.errors import UserError
 
@@ -259,10 +260,13 @@ def board_bench(cfg, build_dir: Path, target: str | None = None, threads: int = 
         target = resolve_target(cfg, target, build_dir)
         art = compile_artifacts(cfg, build_dir)
         _check_deployed(cfg, target, art)
-        log(f"benchmarking {art.xmodel.name} on {target} ({threads} threads: test CSV and "
-            f"validation photos)...")
+        # a model trained with nothing held out has no validation photos (nor has its bundle)
+        photos = S.out(cfg, build_dir, "train", "photos_val").is_dir()
+        log(f"benchmarking {art.xmodel.name} on {target} ({threads} threads: test CSV"
+            f"{' and validation photos' if photos else ''})...")
         bench = _run_and_fetch(cfg, target, art, [
-            "--bench", "--csv", f"data/{TEST_CSV_NAME}", "--eval-photos", f"data/{PHOTOS_NAME}",
+            "--bench", "--csv", f"data/{TEST_CSV_NAME}",
+            *(["--eval-photos", f"data/{PHOTOS_NAME}"] if photos else []),
             "--threads", str(int(threads))], "results/bench.json", local,
             "running the benchmark", check=check_result)
         bench["xmodel"] = art.xmodel.name

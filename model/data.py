@@ -20,6 +20,7 @@ app); what a crop of a hand looks like to the model is the app's too (dpu_app/co
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -223,16 +224,26 @@ def _squeeze(pix: np.ndarray) -> np.ndarray:
     return pix[:, :, 0] if pix.shape[2] == 1 else pix
 
 
-def load_photos(data_cfg, seed: int, size: int, no_hand: bool,
-                color: str = "grey") -> PhotoSets | None:
-    """Every configured photo folder, split by source photo, as training context crops,
-    validation crops (the app's) and no-hand crops. None when no folder is configured."""
-    import cv2
+@dataclass
+class PhotoSelection:
+    """Which configured photos are validation, which train, which sit out (no pixels read)."""
+    photos: list               # dpu_app.datasets.Photo, after data.photo_limit
+    names: list                # each as configured: "<folder>/<rel>"
+    folders: list              # [{path, photos, sha256}]
+    val: list                  # indices of the validation photos (split by source photo)
+    unused: set                # indices of training photos left out (data.photo_train_share)
+
+    def training(self) -> list:
+        """The photos training sees."""
+        val = set(self.val)
+        return [p for i, p in enumerate(self.photos) if i not in val and i not in self.unused]
+
+
+def select_photos(data_cfg, seed: int, no_hand: bool = True) -> PhotoSelection | None:
+    """Scan every configured photo folder and split it by source photo, seeded, as
+    `load_photos` trains on it. None when no folder is configured."""
     if not data_cfg.photos:
         return None
-    names = class_names(no_hand)
-    csize = context_size(size)
-    pp = preprocess_for(size, color)
     rng = np.random.default_rng(seed + 11)
     folders, photos, names_cfg = [], [], []
     for d in data_cfg.photos:
@@ -252,12 +263,28 @@ def load_photos(data_cfg, seed: int, size: int, no_hand: bool,
         photos = [photos[i] for i in keep]
         names_cfg = [names_cfg[i] for i in keep]
     tr_idx, va_idx = DS.split_by_source(photos, data_cfg.photo_val_fraction, seed + 3)
-    val_set = set(va_idx)
     unused = set()
     if data_cfg.photo_train_share < 1.0:       # a learning-curve point: fewer training sources
         sub = [photos[i] for i in tr_idx]
         _, dropped = DS.split_by_source(sub, 1.0 - data_cfg.photo_train_share, seed + 5)
         unused = {tr_idx[j] for j in dropped}
+    return PhotoSelection(photos, names_cfg, folders, va_idx, unused)
+
+
+def load_photos(data_cfg, seed: int, size: int, no_hand: bool,
+                color: str = "grey") -> PhotoSets | None:
+    """Every configured photo folder, split by source photo, as training context crops,
+    validation crops (the app's) and no-hand crops. None when no folder is configured."""
+    import cv2
+    sel = select_photos(data_cfg, seed, no_hand)
+    if sel is None:
+        return None
+    names = class_names(no_hand)
+    csize = context_size(size)
+    pp = preprocess_for(size, color)
+    photos, names_cfg, folders, va_idx, unused = (sel.photos, sel.names, sel.folders, sel.val,
+                                                  sel.unused)
+    val_set = set(va_idx)
     ctx, ys, boxes, srcs = [], [], [], []
     bg_tr, vx, vy, bg_va = [], [], [], []
     for i, p in enumerate(photos):
@@ -298,3 +325,24 @@ def load_photos(data_cfg, seed: int, size: int, no_hand: bool,
                        np.full(len(bg_va), nothing, np.int64), "photos", ""),
         folders=folders, val_sources=len({photos[i].source for i in va_idx}),
         val_files=[names_cfg[i] for i in va_idx])
+
+
+def trained_photos_in(data_cfg, seed: int, no_hand: bool, folder: str) -> tuple[int, int]:
+    """(how many photos of `folder` have the bytes of a photo this config trains on, how
+    many photos `folder` holds): scoring those says little about unseen hands."""
+    import hashlib
+
+    def digest(path):
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).digest()
+
+    here = DS.scan_photo_folder(str(folder), verify=False).photos
+    sel = select_photos(data_cfg, seed, no_hand)
+    if sel is None:
+        return 0, len(here)
+    sizes = {os.path.getsize(p.path) for p in sel.training()}
+    maybe = [p for p in here if os.path.getsize(p.path) in sizes]   # hash only what could match
+    if not maybe:
+        return 0, len(here)
+    trained = {digest(p.path) for p in sel.training()}
+    return sum(digest(p.path) in trained for p in maybe), len(here)

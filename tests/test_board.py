@@ -373,6 +373,8 @@ def test_board_bench_fetches_json_and_fills_the_board_rung(fake, app_dir, build,
     fake.set(FAKE_BENCH=json.dumps(BENCH))
     bench = B.board_bench(cfg, build, TARGET, threads=2, log=quiet)
     assert fake.path("/home/root/signlang/results/bench.json").is_file()   # written there
+    run = next(" ".join(c) for c in fake.calls() if "--bench" in " ".join(c))
+    assert "--eval-photos data/photos_val" in run
     saved = json.loads((build / "board" / "bench.json").read_text())
     assert saved["accuracy"] == 0.9512 and saved["board"]["target"] == TARGET
     assert bench["fps"] == 3456.7
@@ -393,6 +395,9 @@ def test_board_bench_without_a_ladder_keeps_the_result(fake, app_dir, build, cfg
     fake.set(FAKE_BENCH=json.dumps(BENCH))
     with pytest.raises(UserError, match=r"no accuracy ladder at .*ladder.json yet .*kept in"):
         B.board_bench(cfg, build, TARGET, log=quiet)
+    # no validation photos (trained with nothing held out): the board is not asked for them
+    run = next(" ".join(c) for c in fake.calls() if "--bench" in " ".join(c))
+    assert "--eval-photos" not in run
     assert json.loads((build / "board" / "bench.json").read_text())["accuracy"] == 0.9512
     write_ladder(build)                                # later: refill without re-running
     rc = cli_main(["board-bench", "--no-run", "--build-dir", str(build)])

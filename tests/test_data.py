@@ -6,6 +6,7 @@ import string
 import subprocess
 import sys
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -328,3 +329,46 @@ def test_photo_train_share_drops_training_sources_and_keeps_the_validation_split
     assert len(half.train.y) == 9 and len(full.train.y) == 18  # 3 of 6 sources per letter
     assert sorted(set(half.train.y.tolist())) == [0, 1, 2]    # every letter keeps photos
     assert load(0.5).train.sources == half.train.sources      # seeded
+
+
+def test_preflight_warns_when_the_scored_folder_holds_training_photos(tmp_path, capsys):
+    """`make eval-photos DIR=` on photos the model trained on gives a figure that is not one on
+    unseen hands: preflight says how many, and still lets it run (exit 0)."""
+    import shutil
+    from toolchain.cli import main as cli_main
+    root = make_folder(tmp_path, letters="ABC", n=8)
+    for k, f in enumerate(sorted(root.glob("*/*.jpg"))):     # every photo different
+        cv2.imwrite(str(f), np.full((80, 100, 3), k * 7 % 256, np.uint8))
+    sets = ["--set", f"data.photos=[{root}]", "--set", "data.photo_val_fraction=0.25",
+            "--build-dir", str(tmp_path / "build")]
+    from toolchain.config import load_config
+    sel = D.select_photos(load_config(None, [f"data.photos=[{root}]",
+                                             "data.photo_val_fraction=0.25"]).data, 1234)
+    val = [sel.photos[i] for i in sel.val]
+
+    def folder(name, photos):
+        d = tmp_path / name
+        for p in photos:
+            (d / p.label).mkdir(parents=True, exist_ok=True)
+            shutil.copy(p.path, d / p.label / Path(p.path).name)
+        return d
+
+    assert cli_main(["preflight", *sets, "--photos", str(root)]) == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and "18 of its 24 photos are training photos" in err
+    assert cli_main(["preflight", *sets, "--photos", str(folder("unseen", val))]) == 0
+    assert "warning" not in capsys.readouterr().err        # the validation photos: unseen
+    assert cli_main(["preflight", *sets, "--photos", str(folder("mine", sel.training()[:5]))]) == 0
+    assert "5 of its 5 photos" in capsys.readouterr().err
+
+
+def test_preflight_explains_a_model_without_validation_photos(tmp_path, capsys):
+    """Trained with data.photo_val_fraction=0, a build has no photos_val/: `make eval-photos`
+    without DIR= says why and what to give, instead of 'photo folder not found'."""
+    from toolchain.cli import main as cli_main
+    missing = tmp_path / "build" / "train" / "photos_val"
+    assert cli_main(["preflight", "--validation-photos", str(missing)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "data.photo_val_fraction=0" in err and "DIR=" in err
+    missing.mkdir(parents=True)
+    assert cli_main(["preflight", "--validation-photos", str(missing)]) == 0

@@ -277,3 +277,18 @@ def test_make_n_reports_a_stale_venv_instead_of_rebuilding_it(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "run make setup first" in r.stderr
     assert not (tmp_path / "none").exists()
+
+
+def test_eval_photos_on_a_model_trained_with_nothing_held_out(tmp_path):
+    """data.photo_val_fraction=0 leaves no build/train/photos_val: `make eval-photos` without
+    DIR= says so in one line (it said 'photo folder not found'), `make bench-app` leaves the
+    photos out, and with DIR= the validation check is not made."""
+    make_fresh(tmp_path)
+    r = _make(tmp_path, "eval-photos")
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert r.returncode != 0 and len(errors) == 1, r.stderr
+    assert "no validation photos" in errors[0] and "data.photo_val_fraction=0" in errors[0]
+    _, out = make_n(tmp_path, "eval-photos", f"DIR={tmp_path}")
+    assert "--validation-photos" not in out
+    _, out = make_n(tmp_path, "bench-app")
+    assert '$(test -d "' in out and "&& echo --eval-photos" in out

@@ -135,7 +135,28 @@ def cmd_preflight(cfg, args) -> int:
         resolve_target(cfg, args.board, Path(args.build_dir))
     if args.photos is not None:
         check_photo_folder(args.photos)
+        _warn_if_trained_on(cfg, args.photos)
+    if args.validation_photos is not None and not Path(args.validation_photos).is_dir():
+        raise UserError(f"{args.validation_photos}: no validation photos: this model was trained "
+                        f"with nothing held out (data.photo_val_fraction=0, or no data.photos); "
+                        f"give DIR= a folder of photos it never saw")
     return 0
+
+
+def _warn_if_trained_on(cfg, photos: str) -> None:
+    """Say so when the folder holds photos this config trains on (a figure on them is not one
+    on unseen hands). Advisory: a photo config that does not scan is the train stage's error."""
+    from model.data import trained_photos_in
+    from toolchain.errors import DataError
+    try:
+        n, total = trained_photos_in(cfg.data, cfg.seed, cfg.data.no_hand, photos)
+    except (DataError, AppError, OSError):
+        return
+    if n:
+        print(f"warning: DIR={photos}: {n:,} of its {total:,} photos are training photos of "
+              f"this config (data.photos outside the validation split), so their score is not "
+              f"a figure on unseen hands; leave DIR out to score the validation photos",
+              file=sys.stderr)
 
 
 def _board_arg(p: argparse.ArgumentParser) -> None:
@@ -214,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     _board_arg(p)
     p.add_argument("--need-board", action="store_true", help="fail unless a board is known")
     p.add_argument("--photos", default=None, metavar="DIR", help="a photo folder to check")
+    p.add_argument("--validation-photos", default=None, metavar="DIR",
+                   help="the trained model's validation photo folder (DIR left out): say why "
+                        "there is none")
     p.set_defaults(func=cmd_preflight)
     return ap
 
