@@ -360,6 +360,10 @@ def test_preflight_warns_when_the_scored_folder_holds_training_photos(tmp_path, 
     assert "warning" not in capsys.readouterr().err        # the validation photos: unseen
     assert cli_main(["preflight", *sets, "--photos", str(folder("mine", sel.training()[:5]))]) == 0
     assert "5 of its 5 photos" in capsys.readouterr().err
+    nothing_out = ["--set", f"data.photos=[{root}]", "--set", "data.photo_val_fraction=0"]
+    assert cli_main(["preflight", *nothing_out, "--photos", str(root)]) == 0
+    err = capsys.readouterr().err                    # no validation photos to point to
+    assert "24 of its 24 photos" in err and "leave DIR out" not in err
 
 
 def test_preflight_explains_a_model_without_validation_photos(tmp_path, capsys):

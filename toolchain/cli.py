@@ -155,8 +155,9 @@ def _warn_if_trained_on(cfg, photos: str) -> None:
     if n:
         print(f"warning: DIR={photos}: {n:,} of its {total:,} photos are training photos of "
               f"this config (data.photos outside the validation split), so their score is not "
-              f"a figure on unseen hands; leave DIR out to score the validation photos",
-              file=sys.stderr)
+              f"a figure on unseen hands; " + ("leave DIR out to score the validation photos"
+                                                 if cfg.data.photo_val_fraction > 0 else
+                                                 "score photos it never saw"), file=sys.stderr)
 
 
 def _board_arg(p: argparse.ArgumentParser) -> None:
