@@ -32,10 +32,10 @@ CHOICES = {
     "wider-24-48-96": ["model.widths=[24,48,96]"],  # 1.5x the channels of each conv stage
     "sign-mnist-geometry-0.3": ["train.augment.sign_mnist_geometry=0.3"],  # Sign MNIST's
     # crops jittered half as much as now (0.3 of the photos' scale/shift/rotation, not 0.6)
-    # learning curve: the same validation photos, fewer training source photos per letter
-    "photos-train-0.75": ["data.photo_train_share=0.75"],
     # other signers' skin and other cameras: per-channel gain up to 1.3 instead of 1.1
     "white-balance-0.3": ["train.augment.white_balance=0.3"],
+    # learning curve: the same validation photos, fewer training source photos per letter
+    "photos-train-0.75": ["data.photo_train_share=0.75"],
     "photos-train-0.5": ["data.photo_train_share=0.5"],
     "photos-train-0.25": ["data.photo_train_share=0.25"],
     "grey": GREY,                                        # the default before colour
