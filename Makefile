@@ -128,6 +128,9 @@ preflight-board-photos: | $(VENV_OK)
 	$(PREFLIGHT) --need-board $(if $(DEFAULT_DIR),,--photos "$(DIR)")
 preflight-photos: | $(VENV_OK)
 	$(PREFLIGHT) --photos "$(DIR)"
+# DIR left out: the trained model's validation photos, which a model trained with nothing
+# held out does not have (checked after training, when the folder would be there)
+CHECK_VALIDATION_PHOTOS = $(if $(DEFAULT_DIR),$(PREFLIGHT) --validation-photos "$(DIR)")
 
 deploy: preflight-board $(STAMP_compile) | $(VENV_OK)
 	$(TC) deploy $(ARGS) $(BOARD_ARGS)
@@ -139,7 +142,7 @@ board-bench: $(if $(filter no,$(BENCH_RUN)),,preflight-board) $(STAMP_compile) |
 	$(TC) board-bench $(ARGS) $(BOARD_ARGS) $(if $(filter no,$(BENCH_RUN)),--no-run)
 
 board-eval-photos: preflight-board-photos $(STAMP_compile) | $(VENV_OK)
-	$(if $(DEFAULT_DIR),$(PREFLIGHT) --validation-photos "$(DIR)")
+	$(CHECK_VALIDATION_PHOTOS)
 	$(TC) board-eval-photos $(ARGS) $(BOARD_ARGS) --photos "$(DIR)"
 
 # ---------------------------------------------------------------- the app on this PC
@@ -159,7 +162,7 @@ app: $(MODEL_DEPS) | $(VENV_OK)
 	$(PY) -m dpu_app --model "$(MODEL)" --source "$(SOURCE)" $(APP_ARGS)
 
 eval-photos: $(if $(DEFAULT_DIR),$(STAMP_train),preflight-photos) $(MODEL_DEPS) | $(VENV_OK)
-	$(if $(DEFAULT_DIR),$(PREFLIGHT) --validation-photos "$(DIR)")
+	$(CHECK_VALIDATION_PHOTOS)
 	$(PY) -m dpu_app --model "$(MODEL)" --eval-photos "$(DIR)" $(APP_ARGS)
 
 bench-app: $(MODEL_DEPS) $(STAMP_train) | $(VENV_OK)

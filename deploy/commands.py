@@ -296,8 +296,9 @@ def board_bench(cfg, build_dir: Path, target: str | None = None, threads: int = 
     return bench
 
 
-def check_photo_folder(photos: str) -> Path:
-    """A labelled photo folder that scans cleanly (a bad one fails here, not on the board)."""
+def check_photo_folder(photos: str):
+    """A labelled photo folder that scans cleanly (a bad one fails here, not on the board);
+    returns its scan (dpu_app.datasets.PhotoFolder)."""
     src = Path(photos)
     if not photos:
         raise UserError("DIR is empty: give a photo folder with one sub-folder per letter, or "
@@ -308,10 +309,9 @@ def check_photo_folder(photos: str) -> Path:
                         f"per letter, see data/asl_photos/README.md)")
     from dpu_app.datasets import scan_photo_folder
     try:
-        scan_photo_folder(str(src))
+        return scan_photo_folder(str(src))
     except Exception as e:                          # AppError: one line
         raise UserError(str(e)) from None
-    return src
 
 
 def board_eval_photos(cfg, build_dir: Path, photos: str, target: str | None = None,
@@ -319,7 +319,7 @@ def board_eval_photos(cfg, build_dir: Path, photos: str, target: str | None = No
     """Copy a photo folder to the board and score it there with the .xmodel, through the
     app's own pipeline (the board's figure for *your* hands)."""
     build_dir = Path(build_dir)
-    src = check_photo_folder(photos)
+    src = Path(check_photo_folder(photos).root)
     target = resolve_target(cfg, target, build_dir)
     art = compile_artifacts(cfg, build_dir)
     _check_deployed(cfg, target, art)

@@ -327,22 +327,20 @@ def load_photos(data_cfg, seed: int, size: int, no_hand: bool,
         val_files=[names_cfg[i] for i in va_idx])
 
 
-def trained_photos_in(data_cfg, seed: int, no_hand: bool, folder: str) -> tuple[int, int]:
-    """(how many photos of `folder` have the bytes of a photo this config trains on, how
-    many photos `folder` holds): scoring those says little about unseen hands."""
+def trained_photos_in(data_cfg, seed: int, no_hand: bool, photos: list) -> int:
+    """How many of `photos` (a scanned folder's) have the bytes of a photo this config trains
+    on: scoring those says little about unseen hands."""
     import hashlib
 
     def digest(path):
         with open(path, "rb") as f:
             return hashlib.sha256(f.read()).digest()
 
-    here = DS.scan_photo_folder(str(folder), verify=False).photos
     sel = select_photos(data_cfg, seed, no_hand)
-    if sel is None:
-        return 0, len(here)
-    sizes = {os.path.getsize(p.path) for p in sel.training()}
-    maybe = [p for p in here if os.path.getsize(p.path) in sizes]   # hash only what could match
+    training = sel.training() if sel else []
+    sizes = {os.path.getsize(p.path) for p in training}
+    maybe = [p for p in photos if os.path.getsize(p.path) in sizes]  # hash only what could match
     if not maybe:
-        return 0, len(here)
-    trained = {digest(p.path) for p in sel.training()}
-    return sum(digest(p.path) in trained for p in maybe), len(here)
+        return 0
+    trained = {digest(p.path) for p in training}
+    return sum(digest(p.path) in trained for p in maybe)

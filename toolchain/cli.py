@@ -14,7 +14,7 @@ from pathlib import Path
 from .config import config_hash, describe, load_config, to_dict
 from dpu_app.errors import AppError
 
-from .errors import UserError
+from .errors import DataError, UserError
 from .stages import STAGES, pipeline
 
 
@@ -134,8 +134,7 @@ def cmd_preflight(cfg, args) -> int:
     if args.need_board:
         resolve_target(cfg, args.board, Path(args.build_dir))
     if args.photos is not None:
-        check_photo_folder(args.photos)
-        _warn_if_trained_on(cfg, args.photos)
+        _warn_if_trained_on(cfg, args.photos, check_photo_folder(args.photos).photos)
     if args.validation_photos is not None and not Path(args.validation_photos).is_dir():
         raise UserError(f"{args.validation_photos}: no validation photos: this model was trained "
                         f"with nothing held out (data.photo_val_fraction=0, or no data.photos); "
@@ -143,18 +142,17 @@ def cmd_preflight(cfg, args) -> int:
     return 0
 
 
-def _warn_if_trained_on(cfg, photos: str) -> None:
+def _warn_if_trained_on(cfg, photos: str, scanned: list) -> None:
     """Say so when the folder holds photos this config trains on (a figure on them is not one
     on unseen hands). Advisory: a photo config that does not scan is the train stage's error."""
     from model.data import trained_photos_in
-    from toolchain.errors import DataError
     try:
-        n, total = trained_photos_in(cfg.data, cfg.seed, cfg.data.no_hand, photos)
+        n = trained_photos_in(cfg.data, cfg.seed, cfg.data.no_hand, scanned)
     except (DataError, AppError, OSError):
         return
     if n:
-        print(f"warning: DIR={photos}: {n:,} of its {total:,} photos are training photos of "
-              f"this config (data.photos outside the validation split), so their score is not "
+        print(f"warning: DIR={photos}: {n:,} of its {len(scanned):,} photos are training "
+              f"photos of this config (data.photos outside the validation split), so their score is not "
               f"a figure on unseen hands; " + ("leave DIR out to score the validation photos"
                                                  if cfg.data.photo_val_fraction > 0 else
                                                  "score photos it never saw"), file=sys.stderr)
