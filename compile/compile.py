@@ -231,13 +231,15 @@ def _run_and_check(cfg, tool, model, target, stage: Path, name: str, input_shape
         raise UserError(f"{Path(tool).name} failed ({why}): "
                         f"{logparse.first_error(log, text)} (full log: {failed})")
     failed = build_dir / FAILED_LOG
-    if log.dpu_subgraphs is None or log.dpu_subgraphs != cfg.compile.expect_dpu_subgraphs:
-        _keep_failed_log(log_path, build_dir)
-    if log.dpu_subgraphs is None:
-        raise UserError(f"the compiler log has no 'Total device subgraph number N, DPU "
-                        f"subgraph number M' line, so the DPU partition is unknown "
-                        f"(log: {failed})")
+    if log.dpu_subgraphs is None:         # the log does not say: the xmodel itself does
+        try:
+            graph = xmodel.summarize(xmodel.read(xm))
+        except UserError:
+            _keep_failed_log(log_path, build_dir)
+            raise
+        log.dpu_subgraphs, log.total_subgraphs = graph["dpu_subgraphs"], len(graph["devices"])
     if log.dpu_subgraphs != cfg.compile.expect_dpu_subgraphs:
+        _keep_failed_log(log_path, build_dir)
         raise UserError(f"the compiler made {log.dpu_subgraphs} DPU subgraph(s) "
                         f"({log.total_subgraphs} in all) but compile.expect_dpu_subgraphs="
                         f"{cfg.compile.expect_dpu_subgraphs}: a layer fell off the DPU (softmax "
@@ -246,7 +248,7 @@ def _run_and_check(cfg, tool, model, target, stage: Path, name: str, input_shape
     return cmd, log, xm
 
 
-def compile_stage(cfg, build_dir, xir_module=None) -> dict:
+def compile_stage(cfg, build_dir) -> dict:
     """Compile the quantized model for the configured board and write the deploy folder."""
     t0 = time.monotonic()
     build_dir = Path(build_dir)
@@ -265,9 +267,10 @@ def compile_stage(cfg, build_dir, xir_module=None) -> dict:
         cmd, log, xm = _run_and_check(cfg, tool, model, target, stage, ccfg.name, input_shape,
                                       build_dir)
         try:
-            io = xmodel.read_dpu_io(xm, xir_module=xir_module)
-            fingerprint = _check_fingerprint(cfg, target, log.fingerprint or
-                                             io.get("dpu_fingerprint"))
+            io = xmodel.read_dpu_io(xm)      # pure Python: no xir needed, host or image
+            # the xmodel's own fingerprint is what the board compares; the log's is a fallback
+            fingerprint = _check_fingerprint(cfg, target, io.get("dpu_fingerprint") or
+                                             log.fingerprint)
             target_name = log.target_name or (targets.split_target_arch(io["dpu_name"])[0]
                                               if io.get("dpu_name") else None) \
                 or target.dpu or "unknown"

@@ -1,5 +1,5 @@
 """The deploy manifest of a compiled xmodel: the app's manifest (dpu_app/contract.py, schema 1)
-plus what the compiler and xir say about the DPU subgraph.
+plus what the compiler and the xmodel (compile/xmodel.py) say about the DPU subgraph.
 
     {"schema": 1, "name", "xmodel": {"file", "sha256"}, "labels", "labels_file",
      "preprocess": {...}, "recognition": {"threshold", "no_hand_label", "how"},
@@ -21,7 +21,7 @@ from toolchain.errors import UserError
 def build_manifest(*, name: str, xmodel: Path, board: str, target_name: str,
                    fingerprint: str, vitis_ai_version: str, io: dict, bundle,
                    compiler: dict | None = None) -> dict:
-    """Assemble (and sanity-check) the manifest from the compiled xmodel, its xir I/O and the
+    """Assemble (and sanity-check) the manifest from the compiled xmodel, its DPU I/O and the
     quantized model's manifest (`bundle`, a dpu_app.contract.Manifest)."""
     labels, pp = list(bundle.labels), bundle.preprocess
     classes = io["output"]["shape"][-1] if io["output"]["shape"] else None

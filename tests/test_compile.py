@@ -1,8 +1,8 @@
 """Compile stage, by contract: exact compiler command lines, targets and fingerprints, parsing
 of real compiler logs (tests/fixtures/compile/, sources at the top of each file), the manifest
-from the xmodel as the suite's one fake `xir` reads it (tests/fake_vart/xir: real serial_v2
-protobuf files, refused like the real library refuses them), and the stage end to end with a
-stand-in compiler executable that writes such an xmodel.
+from the xmodel as compile/xmodel.py reads it without xir (real serial_v2 protobuf files,
+written by tests/fake_vart/xmodel_pb.py; tests/test_xmodel_reader.py covers the reader), and
+the stage end to end with a stand-in compiler executable that writes such an xmodel.
 
 Nothing here runs the real Vitis AI compiler: that needs the image (tests marked `docker`
 in test_docker_runner.py)."""
@@ -14,7 +14,6 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -22,7 +21,7 @@ from compile import compile as C
 from compile import logparse, manifest as M, targets, xmodel
 from toolchain.config import load_config
 from toolchain.errors import ConfigError, UserError
-from vart_emulation import FAKE_VART_DIR, fake_xir_module, write_emulated_xmodel
+from vart_emulation import FAKE_VART_DIR, write_emulated_xmodel
 
 FIX = Path(__file__).parent / "fixtures" / "compile"
 LETTERS = list("ABCDEFGHIKLMNOPQRSTUVWXY") + ["nothing"]
@@ -215,10 +214,6 @@ def test_first_error_of_a_real_failed_compile_is_the_exception_line():
 
 # --------------------------------------------------------------------------- the xmodel
 
-# The one fake xir of the suite (tests/fake_vart/xir, loaded by path, not as `xir`): it parses
-# real serial_v2 protobuf xmodels, written here with write_emulated_xmodel, and fails like the
-# real library on a file it cannot parse (glog FATAL: EmulatedAbort, not an exception).
-FX = fake_xir_module()
 # fix points unlike xmodel_pb's defaults (6, 4): what the tests see came from the file
 XM = {"in_fix": 7, "out_fix": 3}
 
@@ -227,16 +222,11 @@ def xmodel_file(path: Path, **kw) -> Path:
     return write_emulated_xmodel(path, **{**XM, **kw})
 
 
-def test_read_dpu_io_from_the_xmodel_file(tmp_path):
+def test_read_dpu_io_from_the_xmodel_file_without_xir(tmp_path, monkeypatch):
+    """The xmodel is read in pure Python on any PC: `import xir` would fail here."""
+    monkeypatch.setitem(sys.modules, "xir", None)           # import xir -> ImportError
     xm = xmodel_file(tmp_path / "n.xmodel")
-    read = []
-
-    def deserialize(path):
-        read.append(path)
-        return FX.Graph.deserialize(path)
-    spy = SimpleNamespace(Graph=SimpleNamespace(deserialize=deserialize))
-    io = xmodel.read_dpu_io(xm, xir_module=spy)
-    assert read == [str(xm)]
+    io = xmodel.read_dpu_io(xm)
     assert io["input"] == {"name": "quant_image", "shape": [1, 28, 28, 1], "dtype": "xint8",
                            "fix_point": 7}
     assert io["output"] == {"name": "quant_logits", "shape": [1, 25], "dtype": "xint8",
@@ -249,7 +239,7 @@ def test_read_dpu_io_from_the_xmodel_file(tmp_path):
 def test_read_dpu_io_of_another_xmodel_reads_its_values(tmp_path):
     xm = xmodel_file(tmp_path / "n.xmodel", in_fix=5, out_fix=2, classes=26,
                      in_dims=[1, 32, 32, 1], fingerprint=0x101000016010407)
-    io = xmodel.read_dpu_io(xm, xir_module=FX)
+    io = xmodel.read_dpu_io(xm)
     assert (io["input"]["shape"], io["input"]["fix_point"]) == ([1, 32, 32, 1], 5)
     assert (io["output"]["shape"], io["output"]["fix_point"]) == ([1, 26], 2)
     assert io["dpu_fingerprint"] == "0x101000016010407"
@@ -258,19 +248,18 @@ def test_read_dpu_io_of_another_xmodel_reads_its_values(tmp_path):
 def test_two_dpu_subgraphs_in_the_xmodel_is_an_error(tmp_path):
     xm = xmodel_file(tmp_path / "n.xmodel", dpu_subgraphs=2)
     with pytest.raises(UserError, match="2 DPU subgraphs") as e:
-        xmodel.read_dpu_io(xm, xir_module=FX)
+        xmodel.read_dpu_io(xm)
     assert "USER, DPU, DPU, CPU" in str(e.value)
 
 
 def test_tensor_without_fix_point_is_an_error(tmp_path):
     xm = xmodel_file(tmp_path / "n.xmodel", with_fix=False)
     with pytest.raises(UserError, match="quant_image' has no fix_point"):
-        xmodel.read_dpu_io(xm, xir_module=FX)
+        xmodel.read_dpu_io(xm)
 
 
 def test_xmodel_without_fingerprint_reads_as_none(tmp_path):
-    io = xmodel.read_dpu_io(xmodel_file(tmp_path / "n.xmodel", fingerprint=None),
-                            xir_module=FX)
+    io = xmodel.read_dpu_io(xmodel_file(tmp_path / "n.xmodel", fingerprint=None))
     assert io["dpu_fingerprint"] is None and io["dpu_name"] is None
 
 
@@ -291,20 +280,14 @@ def test_a_damaged_xmodel_is_one_user_error(tmp_path, monkeypatch, how):
     monkeypatch.delenv("FAKE_VART_ABORT", raising=False)     # EmulatedAbort, not os.abort()
     xm = damage(tmp_path / "n.xmodel", how)
     with pytest.raises(UserError) as e:
-        xmodel.read_dpu_io(xm, xir_module=FX)
+        xmodel.read_dpu_io(xm)
     assert "n.xmodel" in str(e.value) and "\n" not in str(e.value)
-
-
-def test_xmodel_module_imports_without_xir_and_says_so(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "xir", None)           # import xir -> ImportError
-    with pytest.raises(UserError, match="needs the `xir` Python module"):
-        xmodel.read_dpu_io(tmp_path / "n.xmodel")
 
 
 def test_manifest_fields_from_the_xmodel(tmp_path):
     xm = xmodel_file(tmp_path / "signnet.xmodel")
     write_bundle(tmp_path / "q", "quantized.h5")
-    io = xmodel.read_dpu_io(xm, xir_module=FX)
+    io = xmodel.read_dpu_io(xm)
     man = M.build_manifest(name="signnet", xmodel=xm, board="zcu104",
                            target_name="DPUCZDX8G_ISA1_B4096", fingerprint=FP_3_5,
                            vitis_ai_version="3.5", io=io, bundle=bundle(tmp_path / "q"))
@@ -329,7 +312,7 @@ def test_manifest_fields_from_the_xmodel(tmp_path):
 def test_manifest_refuses_labels_that_do_not_match_the_output(tmp_path):
     xm = xmodel_file(tmp_path / "n.xmodel", classes=26)
     write_bundle(tmp_path / "q", "quantized.h5")
-    io = xmodel.read_dpu_io(xm, xir_module=FX)
+    io = xmodel.read_dpu_io(xm)
     assert io["output"]["shape"] == [1, 26]
     with pytest.raises(UserError, match="26"):
         M.build_manifest(name="n", xmodel=xm, board="zcu104", target_name="t",
@@ -438,7 +421,7 @@ def leftovers(build):
 
 
 def test_stage_writes_the_deploy_folder(vai, capsys):
-    res = C.compile_stage(vai.cfg(), vai.build, xir_module=FX)
+    res = C.compile_stage(vai.cfg(), vai.build)
     out = vai.build / "compile"
     assert sorted(p.name for p in out.iterdir()) == [
         "compile.log", "labels.txt", "manifest.json", "md5sum.txt", "meta.json",
@@ -472,8 +455,7 @@ def test_stage_writes_the_deploy_folder(vai, capsys):
 
 
 def test_tf1_flow_compiles_the_frozen_eval_graph(vai):
-    C.compile_stage(vai.cfg("quantize.flow=tf1", "compile.board=kv260"), vai.build,
-                    xir_module=FX)
+    C.compile_stage(vai.cfg("quantize.flow=tf1", "compile.board=kv260"), vai.build)
     argv = vai.argv()
     assert Path(argv[0]).name == "vai_c_tensorflow"
     assert argv[1:3] == ["-f", str((vai.build / "quantize-tf1" / "results" /
@@ -484,7 +466,7 @@ def test_tf1_flow_compiles_the_frozen_eval_graph(vai):
 
 def test_custom_board_compiles_against_its_own_arch_json(vai):
     C.compile_stage(vai.cfg("compile.board=custom", f'compile.fingerprint="{FP_3_5}"'),
-                    vai.build, xir_module=FX)
+                    vai.build)
     arch = vai.build / "compile" / "arch.json"
     assert json.loads(arch.read_text()) == {"fingerprint": FP_3_5}
     assert vai.argv()[4].endswith("/arch.json") and ".partial-" in vai.argv()[4]
@@ -494,7 +476,7 @@ def test_dpu_subgraph_count_other_than_expected_fails_and_keeps_only_the_log(vai
     vai.log.write_text(real_log_for(dpu=2, total=5))      # as in Vitis-AI #1073
     vai.compiles(dpu_subgraphs=2)
     with pytest.raises(UserError) as e:
-        C.compile_stage(vai.cfg(), vai.build, xir_module=FX)
+        C.compile_stage(vai.cfg(), vai.build)
     msg = str(e.value)
     assert "2 DPU subgraph(s)" in msg and "compile.expect_dpu_subgraphs=1" in msg
     assert "\n" not in msg
@@ -503,8 +485,7 @@ def test_dpu_subgraph_count_other_than_expected_fails_and_keeps_only_the_log(vai
     # the same count passes the log check when it is what was asked for; the xmodel itself,
     # two DPU subgraphs, is then refused by its reader (the app runs one runner)
     with pytest.raises(UserError) as e:
-        C.compile_stage(vai.cfg("compile.expect_dpu_subgraphs=2"), vai.build,
-                        xir_module=FX)
+        C.compile_stage(vai.cfg("compile.expect_dpu_subgraphs=2"), vai.build)
     msg = str(e.value)
     assert msg.startswith("signnet.xmodel has 2 DPU subgraphs (devices: USER, DPU, DPU, CPU)")
     assert "expect_dpu_subgraphs" not in msg and "\n" not in msg
@@ -515,7 +496,7 @@ def test_compiler_failure_is_one_line_with_its_error(vai, monkeypatch):
     vai.log.write_text(fixture("vai_c_tensorflow_leakyrelu_failure.log"))
     monkeypatch.setenv("FAKE_VAI_RC", "1")
     with pytest.raises(UserError) as e:
-        C.compile_stage(vai.cfg(), vai.build, xir_module=FX)
+        C.compile_stage(vai.cfg(), vai.build)
     msg = str(e.value)
     assert msg.startswith("vai_c_tensorflow2 failed (exit 1): AssertionError: [ERROR] The "
                           "negative slope for LeakyRelu must be 0.1015625")
@@ -524,12 +505,12 @@ def test_compiler_failure_is_one_line_with_its_error(vai, monkeypatch):
 
 
 def test_a_failed_compile_keeps_the_previous_good_output(vai):
-    C.compile_stage(vai.cfg(), vai.build, xir_module=FX)
+    C.compile_stage(vai.cfg(), vai.build)
     before = (vai.build / "compile" / "manifest.json").read_text()
     vai.log.write_text(real_log_for(dpu=2, total=5))
     vai.compiles(dpu_subgraphs=2)
     with pytest.raises(UserError):
-        C.compile_stage(vai.cfg(), vai.build, xir_module=FX)
+        C.compile_stage(vai.cfg(), vai.build)
     assert (vai.build / "compile" / "manifest.json").read_text() == before
 
 
@@ -542,11 +523,11 @@ def test_fingerprint_of_another_release_fails_loudly_unless_switched_off(vai, lo
     vai.log.write_text(real_log_for(log_target))
     vai.compiles(fingerprint=0x101000016010407)
     with pytest.raises(UserError) as e:
-        C.compile_stage(vai.cfg(), vai.build, xir_module=FX)
+        C.compile_stage(vai.cfg(), vai.build)
     msg = str(e.value)
     assert "0x101000016010407" in msg and FP_3_5 in msg and "CHECK fingerprint" in msg
     assert not (vai.build / "compile").exists()
-    C.compile_stage(vai.cfg("compile.check_fingerprint=false"), vai.build, xir_module=FX)
+    C.compile_stage(vai.cfg("compile.check_fingerprint=false"), vai.build)
     man = json.loads((vai.build / "compile" / "manifest.json").read_text())
     assert man["target"] == {"name": "DPUCZDX8G_ISA1_B4096", "fingerprint": "0x101000016010407"}
 
@@ -556,11 +537,11 @@ def test_the_xmodel_the_compiler_wrote_is_what_the_manifest_describes(vai):
     xmodel's; an output of 26 classes for 25 labels is refused."""
     vai.compiles(classes=26)
     with pytest.raises(UserError, match="quant_logits has shape \\[1, 26\\]") as e:
-        C.compile_stage(vai.cfg(), vai.build, xir_module=FX)
+        C.compile_stage(vai.cfg(), vai.build)
     assert "\n" not in str(e.value) and not (vai.build / "compile").exists()
     write_bundle(vai.build / "quantize", "quantized.h5", size=32)
     vai.compiles(in_dims=[1, 32, 32, 1], in_fix=6, out_fix=2)
-    C.compile_stage(vai.cfg(), vai.build, xir_module=FX)
+    C.compile_stage(vai.cfg(), vai.build)
     assert vai.argv()[-1] == '{"input_shape": "1,32,32,1"}'
     man = json.loads((vai.build / "compile" / "manifest.json").read_text())
     assert (man["input"]["shape"], man["input"]["fix_point"]) == ([1, 32, 32, 1], 6)
@@ -570,7 +551,7 @@ def test_the_xmodel_the_compiler_wrote_is_what_the_manifest_describes(vai):
 def test_an_xmodel_without_fix_points_fails_and_keeps_the_log(vai):
     vai.compiles(with_fix=False)
     with pytest.raises(UserError, match="no fix_point attribute"):
-        C.compile_stage(vai.cfg(), vai.build, xir_module=FX)
+        C.compile_stage(vai.cfg(), vai.build)
     assert not (vai.build / "compile").exists() and leftovers(vai.build) == []
     assert (vai.build / C.FAILED_LOG).is_file()
 
@@ -579,7 +560,7 @@ def test_an_xmodel_without_fix_points_fails_and_keeps_the_log(vai):
 def test_a_damaged_xmodel_from_the_compiler_is_one_user_error(vai, how):
     vai.compiles(damage=how)
     with pytest.raises(UserError) as e:
-        C.compile_stage(vai.cfg(), vai.build, xir_module=FX)
+        C.compile_stage(vai.cfg(), vai.build)
     msg = str(e.value)
     assert "signnet.xmodel" in msg and "\n" not in msg
     assert not (vai.build / "compile").exists() and leftovers(vai.build) == []
@@ -589,11 +570,11 @@ def test_a_damaged_xmodel_from_the_compiler_is_one_user_error(vai, how):
 def test_missing_inputs_say_which_make_target_to_run(vai):
     (vai.build / "quantize" / "quantized.h5").unlink()
     with pytest.raises(UserError, match="make quantize"):
-        C.compile_stage(vai.cfg(), vai.build, xir_module=FX)
+        C.compile_stage(vai.cfg(), vai.build)
     (vai.build / "quantize" / "quantized.h5").write_bytes(b"h5")
     (vai.build / "quantize" / "manifest.json").unlink()
     with pytest.raises(UserError, match="manifest .* not found.*make quantize"):
-        C.compile_stage(vai.cfg(), vai.build, xir_module=FX)
+        C.compile_stage(vai.cfg(), vai.build)
     assert not (vai.build / "compile").exists() and leftovers(vai.build) == []
 
 
@@ -612,12 +593,10 @@ def test_on_the_host_compile_stops_in_one_line_and_writes_nothing(tmp_path, monk
 
 def test_tool_dir_is_used_instead_of_path(vai, monkeypatch):
     monkeypatch.setenv("PATH", str(vai.tmp / "empty"))
-    C.compile_stage(vai.cfg(f"compile.tool_dir={vai.bindir}"), vai.build,
-                    xir_module=FX)
+    C.compile_stage(vai.cfg(f"compile.tool_dir={vai.bindir}"), vai.build)
     assert vai.argv()[0] == str(vai.bindir / "vai_c_tensorflow2")
     with pytest.raises(UserError, match="not in compile.tool_dir"):
-        C.compile_stage(vai.cfg(f"compile.tool_dir={vai.tmp}"), vai.build,
-                        xir_module=FX)
+        C.compile_stage(vai.cfg(f"compile.tool_dir={vai.tmp}"), vai.build)
 
 
 def test_what_runs_in_the_image_parses_as_python_3_8():
