@@ -33,7 +33,7 @@ TC      := $(PY) -m toolchain
 .PHONY: help setup train lr-find freeze quantize compile pipeline shell docker-image deploy \
         board-run board-bench board-eval-photos app bench-app eval-photos test test-all \
         bench-train bench-models check-model check-quantized clean distclean FORCE \
-        preflight-board preflight-board-photos preflight-photos
+        preflight-board preflight-board-photos preflight-photos inspect
 .DEFAULT_GOAL := help
 
 help:  # one shell command: `make help | head` ends quietly when head stops reading
@@ -47,6 +47,7 @@ help:  # one shell command: `make help | head` ends quietly when head stops read
 	  echo "make pipeline     FROM=stage TO=stage: that stretch of train -> freeze -> quantize -> compile"; \
 	  echo "make shell        interactive shell in the Vitis AI container (same mounts/user as RUNNER=docker)"; \
 	  echo "make docker-image the Vitis AI image plus what the stages need (docker/Dockerfile)"; \
+	  echo "make inspect XMODEL=file.xmodel   what an xmodel holds (no Vitis AI image): subgraphs, DPU, fingerprint, tensors, cost; JSON=1 for scripts, BOARD=root@<ip> also asks the board"; \
 	  echo "make deploy BOARD=root@<ip>   check the board's DPU fingerprint, copy app + xmodel + test sets"; \
 	  echo "make board-run    start the live app on the board with the web viewer; prints the URL"; \
 	  echo "make board-bench  benchmark on the board, fill the board rung of the accuracy ladder"; \
@@ -84,7 +85,7 @@ endif
 # deps.mk holds one file rule per stage (stamp: inputs, .cfg/<stage>.yaml, sources, data);
 # it and the .cfg files are rewritten only when they change. Not needed for help/clean/setup.
 NO_DEPS_GOALS := help setup clean distclean docker-image test test-all bench-train bench-models \
-                 pipeline shell
+                 pipeline shell inspect
 ifneq ($(filter-out $(NO_DEPS_GOALS),$(or $(MAKECMDGOALS),help)),)
 include $(BUILD)/deps.mk
 endif
@@ -134,6 +135,13 @@ CHECK_VALIDATION_PHOTOS = $(if $(DEFAULT_DIR),$(PREFLIGHT) --validation-photos "
 
 deploy: preflight-board $(STAMP_compile) | $(VENV_OK)
 	$(TC) deploy $(ARGS) $(BOARD_ARGS)
+
+# Reads the file on this PC (pure Python, no xir); XMODEL left out: $(BUILD)/compile/<name>.xmodel.
+# Builds nothing: an xmodel compiled elsewhere is inspected as it is.
+XMODEL ?=
+JSON   ?=
+inspect: | $(VENV_OK)
+	@$(TC) inspect-xmodel $(ARGS) $(if $(XMODEL),"$(XMODEL)") $(BOARD_ARGS) $(if $(JSON),--json)
 
 board-run: preflight-board $(STAMP_compile) | $(VENV_OK)
 	$(TC) board-run $(ARGS) $(BOARD_ARGS)

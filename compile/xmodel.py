@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import struct
 from collections import OrderedDict
 from pathlib import Path
@@ -108,11 +109,13 @@ def _fields(data: bytes, start: int, end: int):
         elif wire == 2:
             size, pos = _varint(data, pos, end)
             if size > end - pos:
-                if size > len(data):
-                    raise _Bad(f"a field at byte {at} claims {size:,} bytes, more than the "
-                               f"whole file ({len(data):,})", cut=False)
+                if size > MAX_FILE:
+                    raise _Bad(f"a field at byte {at} claims an absurd {size:,} bytes")
+                if end == len(data):       # runs past the end of the file: cut short
+                    raise _Bad(f"a field at byte {at} needs {size:,} bytes, the file has "
+                               f"{end - pos:,} left", cut=True)
                 raise _Bad(f"a field at byte {at} claims {size:,} bytes but its message has "
-                           f"{end - pos:,} left", cut=end == len(data))
+                           f"{end - pos:,} left")
             value, pos = (pos, pos + size), pos + size
         elif wire in (1, 5):
             n = 8 if wire == 1 else 4
@@ -470,11 +473,14 @@ def read(path) -> Graph:
             raise XmodelError(f"{path} is a folder, not an .xmodel file: give the file "
                               f"(e.g. build/compile/signnet.xmodel)")
         with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > MAX_FILE:
-                raise XmodelError(f"{path}: {size:,} bytes is more than protobuf (and xir) "
-                                  f"can read in one message: not a compiled xmodel")
-            data = f.read(MAX_FILE + 1)
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise XmodelError(f"{path} is not a regular file: give the .xmodel file "
+                                  f"itself")
+            if st.st_size > MAX_FILE:
+                raise XmodelError(f"{path}: {st.st_size:,} bytes is more than protobuf (and "
+                                  f"xir) can read in one message: not a compiled xmodel")
+            data = f.read(st.st_size)          # the file's size, never a declared length
     except FileNotFoundError:
         raise XmodelError(f"{path} does not exist: give the path of a compiled .xmodel "
                           f"(make compile writes build/compile/<name>.xmodel)") from None
@@ -613,3 +619,67 @@ def _between_text(info: dict) -> str:
         ops = [f"{t}" for m in b["subgraphs"] for t in m["op_types"]]
         parts.append(", ".join(ops) or "nothing")
     return (f" (on the CPU between them: {'; '.join(parts)})" if parts else "")
+
+
+# ----------------------------------------------------------------------------- for people
+def _ops_text(types: dict) -> str:
+    return ", ".join(t if n == 1 else f"{t} x{n}" for t, n in types.items()) or "no ops"
+
+
+def _tensor_text(t: dict) -> str:
+    fp = "no fix_point" if t["fix_point"] is None else f"fix_point {t['fix_point']}"
+    return f"{t['name']} {t['shape']} {t['dtype']} {fp}"
+
+
+def render(info: dict) -> str:
+    """describe()'s answer as lines for a person."""
+    subs = info["subgraphs"]
+    out = [f"{Path(info['file']).name} ({info['bytes']:,} bytes): graph '{info['graph']}', "
+           f"{len(subs)} subgraphs: {', '.join(info['devices'])}"]
+    width = min(40, max(len(s["name"]) for s in subs))
+    for s in subs:
+        out.append(f"  #{s['index']} {s['device']:4s} {s['name']:{width}s}  {s['ops']} op"
+                   f"{'s' if s['ops'] != 1 else ''}: {_ops_text(s['op_types'])}")
+    for d in info["dpu"]:
+        out.append(f"DPU subgraph #{d['index']} {d['subgraph']}:")
+        out.append(f"  DPU:         {d['dpu_name'] or 'not named (no dpu_name attribute)'}")
+        known = d["fingerprint_known"]
+        if d["fingerprint"] is None:
+            fp = "none recorded (no dpu_fingerprint attribute): the board cannot check it"
+        elif known:
+            fp = f"{d['fingerprint']} = {known['what']}"
+        else:
+            fp = f"{d['fingerprint']} (not in this toolchain's table: a custom DPU?)"
+        out.append(f"  fingerprint: {fp}")
+        for t in d["inputs"]:
+            out.append(f"  input:       {_tensor_text(t)}")
+        for t in d["outputs"]:
+            out.append(f"  output:      {_tensor_text(t)}")
+        w, peak = d["workload"], d["peak"]
+        if w is None:
+            out.append("  workload:    not recorded (no workload attribute)")
+        elif peak:
+            out.append(f"  workload:    {w:,} operations per run = {peak['ms_per_run']:.4g} ms "
+                       f"at the peak of one {peak['ops_per_cycle']:,}-ops/cycle core at an "
+                       f"assumed {peak['clock_mhz']:g} MHz (a lower bound: memory traffic and "
+                       f"the CPU parts come on top)")
+        else:
+            out.append(f"  workload:    {w:,} operations per run (peak ops/cycle unknown for "
+                       f"this DPU name)")
+    n = info["dpu_subgraphs"]
+    if n == 1:
+        tail = [s["device"] for s in subs[info["dpu"][0]["index"] + 1:]]
+        note = (" (the CPU subgraph after it converts the int8 output to float: normal)"
+                if tail and set(tail) <= {"CPU"} else "")
+        out.append(f"verdict: one DPU subgraph{note}: the app can run it with one runner")
+    else:
+        for b in info["between_dpu"]:
+            mids = "; ".join(f"{m['device']} {m['name']} ({_ops_text(m['op_types'])})"
+                             for m in b["subgraphs"]) or "nothing"
+            out.append(f"between {b['after']} and {b['before']}: {mids}")
+        out.append(f"verdict: split into {n} DPU subgraphs: every run goes DPU -> memory -> "
+                   f"CPU -> DPU, one runner per DPU subgraph, and the CPU ops above run in "
+                   f"software on the board's ARM cores (usually the slow part); this app runs "
+                   f"one DPU runner and refuses it: remove or replace those layers (softmax, "
+                   f"an unsupported op, Flatten->Dense; try model.head=gap) and compile again")
+    return "\n".join(out)

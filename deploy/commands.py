@@ -6,7 +6,7 @@
     make board-eval-photos DIR=   board_eval_photos(cfg, build_dir, dir) (any photo folder)
 
 Deploy refuses to copy anything when the board's DPU fingerprint differs from the one the
-xmodel was compiled for. On the board the app checks it again before VART can see the xmodel:
+xmodel records (read from the file itself on this PC, compile/xmodel.py). On the board the app checks it again before VART can see the xmodel:
 VART's own check aborts the process (SIGABRT, exit status 134). Every expected fault is one
 line naming the thing and the fix.
 """
@@ -114,33 +114,86 @@ def query_board(cfg, target: str) -> DpuInfo:
                         f"DPU loaded? `show_dpu` on the board must list a core") from None
 
 
-def check_fingerprint(board: DpuInfo, model_fp: int, target: str, xmodel: Path) -> None:
-    """Refuse when no DPU core of the board has the xmodel's fingerprint."""
+def mismatch(board: DpuInfo, model_fp: int, target: str, xmodel: Path,
+             model_dpu: str | None = None, what: str = "nothing copied") -> UserError | None:
+    """None when a DPU core of the board has the xmodel's fingerprint, else the one-line
+    refusal naming both DPUs, both fingerprints and the fixes."""
     if model_fp in board.fingerprints:
-        return
+        return None
     bfp = board.fingerprints[0]
     vai = f", VART {board.vai_version}" if board.vai_version else ""
-    raise UserError(
-        f"fingerprint mismatch, nothing copied: the board {target} runs DPU fingerprint "
+    bdpu = f"{board.archs[0]} " if board.archs and board.archs[0] else ""
+    mdpu = f"{model_dpu} " if model_dpu else ""
+    return UserError(
+        f"fingerprint mismatch, {what}: the board {target} runs DPU {bdpu}fingerprint "
         f"{hex(bfp)} ({describe_fingerprint(bfp)}{vai}) but {xmodel} was compiled for "
-        f"{hex(model_fp)} ({describe_fingerprint(model_fp)}), so the board would refuse it "
-        f"with 'CHECK fingerprint fail'. Fix: flash the Vitis AI 3.0 ZCU104 image "
+        f"{mdpu}fingerprint {hex(model_fp)} ({describe_fingerprint(model_fp)}), so the board "
+        f"would refuse it with 'CHECK fingerprint fail'. Fix: flash the Vitis AI 3.0 ZCU104 image "
         f"{BOARD_IMAGE} (README, section Board), or recompile for this board with "
         f"make compile SET=\"compile.board=custom compile.fingerprint={hex(bfp)}\" using the "
         f"Vitis AI docker of the board image's release")
 
 
+def check_fingerprint(board: DpuInfo, model_fp: int, target: str, xmodel: Path,
+                      model_dpu: str | None = None) -> None:
+    """Refuse when no DPU core of the board has the xmodel's fingerprint."""
+    refusal = mismatch(board, model_fp, target, xmodel, model_dpu)
+    if refusal is not None:
+        raise refusal
+
+
+def board_verdict(cfg, target: str, info: dict):
+    """For `inspect-xmodel --board`: ({"target", "dpu", "fingerprints", "accepts"}, None) or
+    (that, the refusal) for the xmodel described by compile.xmodel.describe()."""
+    target = check_target(target)
+    board = query_board(cfg, target)
+    dpus = [d for d in info["dpu"] if d["fingerprint"]]
+    refusal = None
+    for d in dpus:
+        refusal = mismatch(board, int(d["fingerprint"], 16), target, Path(info["file"]).name,
+                           d["dpu_name"], what="not deployed")
+        if refusal is not None:
+            break
+    if not dpus:
+        refusal = UserError(f"{Path(info['file']).name} records no DPU fingerprint, so "
+                            f"whether {target} accepts it cannot be checked: compile it again "
+                            f"with the Vitis AI 3.x image (make compile)")
+    verdict = {"target": target, "dpu": board.archs[0],
+               "fingerprints": [hex(f) for f in board.fingerprints],
+               "accepts": refusal is None}
+    return verdict, refusal
+
+
 # ----------------------------------------------------------------------------- deploy
+def xmodel_fingerprint(art: CompileArtifacts):
+    """(fingerprint, DPU name) the xmodel itself records, read on this PC before anything is
+    copied (compile/xmodel.py, no xir): what the board will compare, not what the manifest
+    says. A damaged file, or one the manifest does not describe, stops here in one line."""
+    from compile.xmodel import read_dpu_io
+    io = read_dpu_io(art.xmodel)
+    fp_text = io.get("dpu_fingerprint")
+    if fp_text is None:
+        return art.fingerprint, io.get("dpu_name")      # older compilers: the manifest's
+    fp = int(fp_text, 16)
+    if fp != art.fingerprint:
+        raise UserError(f"{art.xmodel} records DPU fingerprint {hex(fp)} but {art.manifest_path} "
+                        f"says {hex(art.fingerprint)}: they do not belong together; re-run "
+                        f"`make compile`")
+    return fp, io.get("dpu_name")
+
+
 def deploy(cfg, build_dir: Path, target: str | None = None, log=print) -> dict:
     """Stage the bundle, check the board's DPU fingerprint, then scp -r it to board.remote_dir.
     Nothing is copied when the fingerprints differ."""
     build_dir = Path(build_dir)
     target = resolve_target(cfg, target, build_dir)
     art = compile_artifacts(cfg, build_dir)
-    bundle = stage_bundle(cfg, build_dir, art)
-    log(f"staged {bundle} ({art.xmodel.name}, compiled for {hex(art.fingerprint)})")
+    model_fp, model_dpu = xmodel_fingerprint(art)
     board = query_board(cfg, target)
-    check_fingerprint(board, art.fingerprint, target, art.xmodel)
+    check_fingerprint(board, model_fp, target, art.xmodel, model_dpu)
+    bundle = stage_bundle(cfg, build_dir, art)
+    log(f"staged {bundle} ({art.xmodel.name}, compiled for {model_dpu or 'its DPU'} "
+        f"{hex(model_fp)})")
     log(f"board {target}: {len(board.fingerprints)} DPU core(s) {board.archs[0]}, fingerprint "
         f"{hex(board.fingerprints[0])} matches")
     rd = remote_dir(cfg)

@@ -31,12 +31,14 @@ from dpu_app.dpu import describe_fingerprint, parse_xdputil_query
 from toolchain.cli import main as cli_main
 from toolchain.config import load_config
 from toolchain.errors import UserError
+from vart_emulation import write_emulated_xmodel
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "board"
 REPO = Path(__file__).resolve().parent.parent
 TARGET = "root@192.0.2.10"
 FP3 = 0x101000056010407
 FP25 = 0x101000016010407
+FP14 = 0x1000020F6014407
 OPTS = ["-o", "ConnectTimeout=10", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new"]
 
 
@@ -171,8 +173,7 @@ def build(tmp_path):
     bdir = tmp_path / "build"
     cdir = bdir / "compile"
     cdir.mkdir(parents=True)
-    xm = cdir / "signnet.xmodel"
-    xm.write_bytes(b"XMODEL" + bytes(range(256)) * 8)
+    xm = write_emulated_xmodel(cdir / "signnet.xmodel", fingerprint=FP3)   # a real protobuf
     (cdir / "labels.txt").write_text("\n".join("ABCDEFGHIKLMNOPQRSTUVWXY") + "\nnothing\n")
     manifest = {"schema": 1, "name": "signnet",
                 "xmodel": {"file": "signnet.xmodel", "sha256": sha256_file(xm)},
@@ -242,6 +243,54 @@ def test_deploy_refuses_a_fingerprint_mismatch_and_copies_nothing(fake, app_dir,
     assert [c[0] for c in fake.calls()] == ["ssh"]                          # only the query
     assert list(fake.root.iterdir()) == []
     assert B.read_record(build) is None
+
+
+def test_deploy_reads_the_fingerprint_from_the_xmodel_itself(fake, app_dir, build, cfg):
+    """The fingerprint compared with the board's is the one in the xmodel file (read on this
+    PC, no xir): an xmodel compiled for a 1.4-era DPU is refused in one line naming both
+    DPUs, before anything is copied."""
+    man = json.loads((build / "compile" / "manifest.json").read_text())
+    xm = write_emulated_xmodel(build / "compile" / "signnet.xmodel", fingerprint=FP14)
+    man["xmodel"]["sha256"] = sha256_file(xm)
+    man["target"]["fingerprint"] = hex(FP14)
+    (build / "compile" / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(UserError) as e:
+        B.deploy(cfg, build, TARGET, log=quiet)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("fingerprint mismatch, nothing copied")
+    assert f"runs DPU DPUCZDX8G_ISA1_B4096 fingerprint {hex(FP3)}" in msg
+    assert f"compiled for DPUCZDX8G_ISA1_B4096_{FP14:016x} fingerprint {hex(FP14)}" in msg
+    assert [c[0] for c in fake.calls()] == ["ssh"]
+    assert list(fake.root.iterdir()) == [] and not (build / "board" / "bundle").exists()
+
+
+def test_deploy_refuses_an_xmodel_its_manifest_does_not_describe(fake, app_dir, build, cfg):
+    man = json.loads((build / "compile" / "manifest.json").read_text())
+    xm = write_emulated_xmodel(build / "compile" / "signnet.xmodel", fingerprint=FP25)
+    man["xmodel"]["sha256"] = sha256_file(xm)                   # the manifest still says 3.0
+    (build / "compile" / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(UserError, match=r"records DPU fingerprint 0x101000016010407 but .* "
+                                        r"says 0x101000056010407.*make compile"):
+        B.deploy(cfg, build, TARGET, log=quiet)
+    assert fake.calls() == []                                   # before any ssh
+
+
+@pytest.mark.parametrize("how", ["cut", "garbage", "two-dpu"])
+def test_a_damaged_or_split_xmodel_is_refused_before_any_ssh(fake, app_dir, build, cfg, how):
+    xm = build / "compile" / "signnet.xmodel"
+    if how == "cut":
+        xm.write_bytes(xm.read_bytes()[:200])
+    elif how == "garbage":
+        xm.write_bytes(b"XMODEL" + bytes(range(256)) * 8)
+    else:
+        write_emulated_xmodel(xm, dpu_subgraphs=2)
+    man = json.loads((build / "compile" / "manifest.json").read_text())
+    man["xmodel"]["sha256"] = sha256_file(xm)
+    (build / "compile" / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(UserError) as e:
+        B.deploy(cfg, build, TARGET, log=quiet)
+    assert "signnet.xmodel" in str(e.value) and "\n" not in str(e.value)
+    assert fake.calls() == []
 
 
 def test_unreachable_board_is_one_clear_line_from_the_cli(fake, app_dir, build, cfg, capsys,

@@ -127,6 +127,39 @@ def cmd_board_eval_photos(cfg, args) -> int:
     return 0
 
 
+def cmd_inspect_xmodel(cfg, args) -> int:
+    """What a compiled .xmodel holds, read in pure Python (compile/xmodel.py): subgraphs,
+    DPU target and fingerprint, tensors, workload; with --board, whether that board's DPU
+    accepts it."""
+    import json
+    from compile import xmodel
+    from . import stages as S
+    if args.clock_mhz is not None and not 0 < args.clock_mhz <= 10000:
+        raise UserError(f"--clock-mhz {args.clock_mhz:g}: give the DPU clock in MHz, e.g. 300 "
+                        f"(the ZCU104 board image)")
+    path = args.xmodel or str(S.out(cfg, Path(args.build_dir), "compile", "manifest").parent
+                              / f"{cfg.compile.name}.xmodel")
+    if not args.xmodel and not Path(path).exists():
+        raise UserError(f"no xmodel given and {path} does not exist: pass XMODEL=<file>.xmodel "
+                        f"(python -m toolchain inspect-xmodel <file>), or run make compile")
+    info = xmodel.describe(path, args.clock_mhz or xmodel.CLOCK_MHZ)
+    refusal = None
+    if args.board:
+        from deploy.commands import board_verdict
+        info["board"], refusal = board_verdict(cfg, args.board, info)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(xmodel.render(info))
+        if args.board and refusal is None:
+            b = info["board"]
+            print(f"board {b['target']}: {b['dpu']} fingerprint {b['fingerprints'][0]}: its DPU "
+                  f"accepts this xmodel")
+    if refusal is not None:
+        raise refusal
+    return 0
+
+
 def cmd_preflight(cfg, args) -> int:
     """What Make checks before it builds what a board or photo command needs: a missing
     BOARD= or a wrong DIR= is said in a second, not after an 11-minute train and quantize."""
@@ -228,6 +261,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--photos", required=True, metavar="DIR", help="photo folder (one "
                    "sub-folder per letter, optional manifest.csv with hand boxes)")
     p.set_defaults(func=cmd_board_eval_photos)
+    p = sub.add_parser("inspect-xmodel", help="what a compiled .xmodel holds (no Vitis AI "
+                       "image needed): subgraphs, DPU, fingerprint, tensors, workload")
+    _common(p)
+    p.add_argument("xmodel", nargs="?", default=None, metavar="FILE.xmodel",
+                   help="the xmodel (default: <build>/compile/<compile.name>.xmodel)")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.add_argument("--board", default=None, metavar="USER@HOST",
+                   help="also ask this board's DPU (xdputil query over ssh) whether it "
+                        "accepts the xmodel")
+    p.add_argument("--clock-mhz", type=float, default=None, metavar="MHZ",
+                   help="DPU clock for the time-at-peak estimate (default 300, the ZCU104 "
+                        "board image)")
+    p.set_defaults(func=cmd_inspect_xmodel)
     p = sub.add_parser("preflight", help="check BOARD= and DIR= before Make builds anything "
                        "for a board or photo command")
     _common(p)

@@ -331,13 +331,20 @@ def emulated_graph(*, q_h5: str | None = None, in_fix: int | None = 6,
                    dpu_subgraphs: int = 1, in_dtype: str = "xint8", compute: str = "keras",
                    in_dims=None, fingerprint: int | None = FINGERPRINT_3_0,
                    name: str = "signnet", input_name: str = "quant_image",
-                   output_name: str = "quant_logits"):
+                   output_name: str = "quant_logits", workload: int | None = 213_248,
+                   cpu_between: str | None = None, nested: bool = False):
     """A compiled sign-language model as vai_c_tensorflow2 lays it out: a USER subgraph holding
     the int8 input, the DPU subgraph(s) (conv ... dense, int8 in and out with their fix_point
     attributes, device/dpu_fingerprint/dpu_name attributes), a CPU subgraph converting the
     logits to float. Instead of DPU machine code the DPU subgraph carries the attribute
     "emulated_compute" {"kind": "keras"|"record", "model": quantized .h5}, which the fake vart
-    runs. in_fix/out_fix None: the DPU tensors have no fix_point attribute."""
+    runs. in_fix/out_fix None: the DPU tensors have no fix_point attribute.
+
+    workload: the DPU subgraph's `workload` attribute (uint64, operations per run; None: none).
+    cpu_between="<op type>" (with dpu_subgraphs=2): an op of that type, in a CPU subgraph,
+    between the two DPU subgraphs, as a layer the DPU cannot run splits a real model.
+    nested=True: the DPU subgraph holds child subgraphs (upload, compute, download) as the
+    Vitis AI 3.x compilers write it, instead of listing its ops itself."""
     dims_in = [int(d) for d in (in_dims or [batch, 28, 28, 1])]
     fx = (lambda v: {} if v is None else {"fix_point": int(v)})
     ops = [
@@ -353,12 +360,36 @@ def emulated_graph(*, q_h5: str | None = None, in_fix: int | None = 6,
         {"name": "logits", "type": "fix2float", "inputs": {"input": ["quant_logits"]},
          "tensor": {"name": "logits", "dims": [dims_in[0], classes], "dtype": "float32"}},
     ]
+    if cpu_between:
+        ops.insert(2, {"name": "cpu_op", "type": cpu_between, "inputs": {"input": ["quant_conv1"]},
+                       "tensor": {"name": "cpu_op", "dims": [dims_in[0], 14, 14, 16],
+                                  "dtype": "xint8", "attrs": fx(3 if in_fix is not None
+                                                               else None)}})
+        ops[3]["inputs"] = {"input": ["cpu_op"]}
+    if nested:
+        ops.insert(1, {"name": "image_upload_0", "type": "upload", "inputs": {"input": ["image"]},
+                       "tensor": {"name": input_name, "dims": dims_in, "dtype": in_dtype,
+                                  "attrs": fx(in_fix)}})
+        ops[2]["inputs"] = {"input": ["image_upload_0"]}
+        ops.insert(4, {"name": "quant_logits_download_0", "type": "download",
+                       "inputs": {"input": ["quant_logits"]},
+                       "tensor": {"name": output_name, "dims": [dims_in[0], classes],
+                                  "dtype": "xint8", "attrs": fx(out_fix)}})
+        ops[5]["inputs"] = {"input": ["quant_logits_download_0"]}
+        ops[3]["tensor"] = dict(ops[3]["tensor"], name=output_name + "_inner")
     dpu_attrs = {"device": "DPU",
                  "emulated_compute": {"kind": compute, "model": str(q_h5 or "")}}
+    if workload is not None:
+        dpu_attrs["workload"] = Typed("uint64", int(workload))
     if fingerprint is not None:
         dpu_attrs["dpu_fingerprint"] = Typed("uint64", int(fingerprint))
         dpu_attrs["dpu_name"] = f"DPUCZDX8G_ISA1_B4096_{int(fingerprint):016x}"
-    if dpu_subgraphs == 1:
+    if dpu_subgraphs == 1 and nested:
+        middle = [{"name": "subgraph_quant_conv1", "attrs": dpu_attrs, "children": [
+            {"name": "subgraph_image_upload_0", "ops": ["image_upload_0"]},
+            {"name": "subgraph_quant_conv1", "ops": ["quant_conv1", "quant_logits"]},
+            {"name": "subgraph_quant_logits_download_0", "ops": ["quant_logits_download_0"]}]}]
+    elif dpu_subgraphs == 1:
         middle = [{"name": "subgraph_quant_conv1", "attrs": dpu_attrs,
                    "ops": ["quant_conv1", "quant_logits"]}]
     elif dpu_subgraphs == 0:
@@ -367,6 +398,9 @@ def emulated_graph(*, q_h5: str | None = None, in_fix: int | None = 6,
     else:
         middle = [{"name": f"subgraph_{op}", "attrs": dict(dpu_attrs), "ops": [op]}
                   for op in ("quant_conv1", "quant_logits")]
+        if cpu_between:
+            middle.insert(1, {"name": "subgraph_cpu_op", "attrs": {"device": "CPU"},
+                              "ops": ["cpu_op"]})
         middle += [{"name": f"subgraph_extra{k}", "attrs": dict(dpu_attrs), "ops": []}
                    for k in range(dpu_subgraphs - 2)]
     root = {"name": "root", "attrs": {},
