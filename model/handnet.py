@@ -17,8 +17,10 @@ are; `bgr=False` keeps MediaPipe's RGB). Outputs, in this order:
 - `landmarks`  (N, 63): 21 landmarks x, y, z (x, y in input pixels, 0..224; z relative depth
   in the same scale), as MediaPipe's `Identity` output;
 - `presence`   (N, 1): hand presence **logit** (MediaPipe's "hand flag" before its sigmoid);
-- `handedness` (N, 1): handedness **logit** (sigmoid > 0.5: "Right" in MediaPipe's labels,
-  handedness.txt "Left", "Right", for the un-mirrored image it was given);
+- `handedness` (N, 1): handedness **logit**. Its sigmoid is the score MediaPipe gives label 0
+  of handedness.txt ("Left", "Right"; its TensorsToClassification binary mode: Left = s,
+  Right = 1 - s), and MediaPipe's labels assume a mirrored (selfie) image: on an un-mirrored
+  frame s > 0.5 should be the person's right hand (MediaPipe's convention, not checked here);
 - `features`   (N, F) only with `features=True`: the global-average-pooled vector the heads read
   (F = 1152 full, 672 lite).
 
@@ -360,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         import os
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+        tf.get_logger().setLevel("ERROR")     # h5 save: "compiled metrics have yet to be built"
         model = convert(network_path(args.network), bgr=not args.rgb, features=args.features)
         out = save(model, args.out)
         shapes = ", ".join(f"{n} {tuple(t.shape)}" for n, t in zip(model.output_names,
