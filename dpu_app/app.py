@@ -27,6 +27,8 @@ from .contract import (DEFAULT_THRESHOLD, LABELS_FILE, Preprocess,  # noqa: E402
                        check_manifest_model, find_manifest, load_labels, load_manifest)
 from .errors import AppError, info, warn  # noqa: E402
 
+import numpy as np  # noqa: E402
+
 EXIT_FAULT = 2
 
 
@@ -110,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="640x480 frames for the frame benchmark (default 1000 with --bench; 0 = "
                         "skip)")
     g.add_argument("--json", metavar="FILE", help="write the benchmark results as JSON")
+    g.add_argument("--jitter-seed", type=int, default=None, metavar="N",
+                   help="--eval-photos with a landmark model: misplace each guide box the way "
+                        "a person misplaces a hand (centre +-20%% of the box, size x0.8-1.6), "
+                        "seeded by N")
     return ap
 
 
@@ -192,6 +198,7 @@ class Resolved:
     threshold: float
     manifest: str | None
     mirror: bool = False
+    hands: dict | None = None           # the manifest's "hands": the landmark pipeline
 
 
 def check_model_file(model: str) -> None:
@@ -251,15 +258,53 @@ def resolve_model(a) -> Resolved:
         threshold = man.threshold if man is not None and man.threshold is not None \
             else DEFAULT_THRESHOLD
     mirror = a.mirror if a.mirror is not None else bool(man is not None and man.mirror)
+    hands = None
+    if man is not None and man.data.get("kind") == "landmarks":
+        hands = man.data.get("hands")
+        if not isinstance(hands, dict):
+            raise AppError(f"manifest {man.path}: kind 'landmarks' without a 'hands' section: "
+                           f"copy the manifest written with this model (make train)")
     return Resolved(model, labels, man.preprocess if man is not None else None,
                     (man.input_fix, man.output_fix) if man is not None else (None, None),
-                    float(threshold), man.path if man is not None else None, mirror)
+                    float(threshold), man.path if man is not None else None, mirror, hands)
 
 
 def make_backend(a, r: Resolved):
     from .backends import open_backend
-    return open_backend(a.backend, r.model, r.labels, r.preprocess, manifest_fix=r.fix,
-                        host_runtime=a.host_runtime)
+    from .hands import RAW_WIDTH
+    backend = open_backend(a.backend, r.model, r.labels, r.preprocess, manifest_fix=r.fix,
+                           host_runtime=a.host_runtime,
+                           raw_width=RAW_WIDTH if r.hands is not None else None)
+    if r.hands is not None:
+        try:
+            backend.pipe = make_pipeline(backend, r)
+        except BaseException:
+            backend.close()
+            raise
+    return backend
+
+
+def make_pipeline(backend, r: Resolved):
+    """The hand pipeline of a landmark model: its network behind `backend`, the letter
+    classifier named by the manifest (checked against its sha256), the constants."""
+    from .contract import sha256_file
+    from .hands import Constants, HandPipeline, LetterClassifier
+    where = f"manifest {r.manifest}"
+    c = r.hands.get("classifier") or {}
+    if not isinstance(c, dict) or not c.get("file"):
+        raise AppError(f"{where}: 'hands' names no classifier file: copy the manifest written "
+                       f"with this model (make train)")
+    path = os.path.join(os.path.dirname(os.path.abspath(r.manifest)), str(c["file"]))
+    if c.get("sha256") and os.path.isfile(path) and sha256_file(path) != c["sha256"]:
+        raise AppError(f"letter classifier {path} is not the one {r.manifest} was written with "
+                       f"(sha256 differs): copy the model folder whole, or run make train again")
+    clf = LetterClassifier.load(path)
+    scale = np.float32(1.0 / 255.0)
+
+    def net(crops):
+        return backend.infer(crops.astype(np.float32) * scale)
+    return HandPipeline(net, clf, r.labels, Constants.from_manifest(r.hands, where),
+                        mirror=r.mirror)
 
 
 def choose_viewer(a) -> str:
@@ -308,8 +353,13 @@ def run_live(a, backend, src, r: Resolved, on_frame=None, out=sys.stdout) -> int
             s.close()
         src.close()
         raise
-    proc = FrameProcessor(backend, roi, threshold=r.threshold, smooth=a.smooth,
-                          stable=a.stable, gap=a.gap, flip=a.flip, mirror=r.mirror)
+    if r.hands is not None:
+        from .processing import HandFrameProcessor
+        proc = HandFrameProcessor(backend.pipe, roi, threshold=r.threshold, smooth=a.smooth,
+                                  stable=a.stable, gap=a.gap, flip=a.flip)
+    else:
+        proc = FrameProcessor(backend, roi, threshold=r.threshold, smooth=a.smooth,
+                              stable=a.stable, gap=a.gap, flip=a.flip, mirror=r.mirror)
     info(f"{backend.name}: {backend.model_path}; source {src}; threshold {r.threshold:.2f}"
          f"{', mirror-averaged' if r.mirror else ''}; "
          f"{describe_outputs(viewer, sinks, a.record)}")
@@ -352,8 +402,13 @@ def _write_json(path: str, data: dict) -> None:
 
 
 def run_eval(a, backend, r: Resolved, out=sys.stdout) -> dict:
-    from .evaluate import describe, eval_photos
-    res = eval_photos(backend, a.eval_photos, r.threshold, r.mirror)
+    from .evaluate import describe, eval_hands, eval_photos
+    if r.hands is not None:
+        res = eval_hands(backend.pipe, a.eval_photos, r.threshold,
+                         jitter_seed=getattr(a, "jitter_seed", None))
+        res.pop("hands", None)
+    else:
+        res = eval_photos(backend, a.eval_photos, r.threshold, r.mirror)
     for line in describe(res):
         print(f"{backend.name}: {line}", file=out, flush=True)
     return res
@@ -369,6 +424,8 @@ def run_bench(a, backend, r: Resolved, out=sys.stdout) -> int:
            "note": "infer includes int8 input scaling (vart) and softmax; workers are warmed "
                    "up before timing", "sets": {}, "runs": []}
     csv = _bench_csv(a)
+    if r.hands is not None:
+        return run_bench_hands(a, backend, r, res, csv, out)
     if a.eval_photos:
         ev = run_eval(a, backend, r, out)
         res["photos"] = {"folder": ev["folder"], "photos": ev["photos"]}
@@ -406,6 +463,41 @@ def run_bench(a, backend, r: Resolved, out=sys.stdout) -> int:
             ms = " ".join(f"{k} {v:.3f}" for k, v in fr["stages_ms"].items())
             print(f"{backend.name}: {nf} frames 640x480 single stream (preprocess+infer+overlay)"
                   f": {fr['fps']:.0f} frames/s; mean ms {ms}", file=out, flush=True)
+    if a.json:
+        _write_json(a.json, res)
+        info(f"wrote {a.json}")
+    return 0
+
+
+def run_bench_hands(a, backend, r: Resolved, res: dict, csv: str | None, out) -> int:
+    """--bench for the hand pipeline: the photo folder scored by the pipeline, and a single
+    stream of 640x480 frames of held hands (search, then tracking), with ms per step."""
+    from . import bench
+    from .processing import HandFrameProcessor, Roi
+    res["note"] = ("network = crop + landmark network passes (int8 scaling on the DPU); "
+                   "classifier = numpy MLP + decision; first frames warm up")
+    if csv:
+        warn(f"{csv}: Sign MNIST images are not scored by the hand pipeline (28x28 grey "
+             f"crops hold no landmarks to find); give --eval-photos DIR")
+    if a.eval_photos:
+        ev = run_eval(a, backend, r, out)
+        res["photos"] = {"folder": ev["folder"], "photos": ev["photos"]}
+        res["sets"].update({k: ev[k] for k in ("photos_val", "no_hand_val") if k in ev})
+        nf = 300 if a.bench_frames < 0 else a.bench_frames
+        if nf and a.bench:
+            roi = Roi(a.roi)
+            proc = HandFrameProcessor(backend.pipe, roi, threshold=r.threshold,
+                                      smooth=a.smooth, stable=a.stable, gap=a.gap)
+            frames, truth = bench.photo_frames(a.eval_photos, roi, nf)
+            fr = bench.bench_hand_frames(proc, frames, truth)
+            res["frames"] = fr
+            res["fps"] = fr["fps"]
+            ms = " ".join(f"{k} {v:.2f}" for k, v in fr["stages_ms"].items())
+            print(f"{backend.name}: {fr['frames']} frames 640x480 single stream, hands held "
+                  f"10 frames each: {fr['fps']:.1f} frames/s, {fr['passes_per_frame']:.2f} "
+                  f"network passes a frame ({fr['tracked_share'] * 100:.0f}% tracked); mean ms "
+                  f"{ms}; raw letter right on {fr['raw_frame_accuracy'] * 100:.1f}% of frames",
+                  file=out, flush=True)
     if a.json:
         _write_json(a.json, res)
         info(f"wrote {a.json}")

@@ -5,7 +5,8 @@
     probs = b.infer(batch)     # batch: float32 (N, H, W, C) in the training range
     b.input_shape, b.labels, b.name, b.batch, b.describe()
 
-`infer` returns softmax probabilities (N, classes); it is safe to call from several threads:
+`infer` returns softmax probabilities (N, classes), or with `raw_width` the model's own
+outputs (N, raw_width) (the landmark network); it is safe to call from several threads:
 every thread gets its own worker (one VART runner, or one TFLite interpreter, per thread), as
 the Xilinx app_mt.py pattern does.
 """
@@ -23,8 +24,12 @@ class Backend:
     kind = "?"
     name = "?"
 
-    def __init__(self, model_path: str, labels: list[str], pp: Preprocess | None):
+    def __init__(self, model_path: str, labels: list[str], pp: Preprocess | None,
+                 raw_width: int | None = None):
         self.model_path = model_path
+        # raw_width: the model's outputs are returned as they are (N, raw_width), no softmax
+        # (the landmark network: landmarks, presence and handedness logits)
+        self.raw_width = raw_width
         self.labels = list(labels)
         self.batch = 1
         self.set_preprocess(pp)
@@ -65,6 +70,12 @@ class Backend:
         pass
 
     def _check_classes(self, n: int, what: str) -> None:
+        if self.raw_width is not None:
+            if n != self.raw_width:
+                raise AppError(f"{self.model_path}: {what} has {n} outputs, the hand pipeline "
+                               f"needs {self.raw_width} (63 landmarks, presence, handedness): "
+                               f"not the landmark network, or a manifest from another model")
+            return
         if n != len(self.labels):
             raise AppError(f"{self.model_path}: {what} has {n} outputs but there are "
                            f"{len(self.labels)} labels: give the labels.txt written with this "
@@ -80,15 +91,16 @@ class Backend:
 
 
 def open_backend(kind: str, model_path: str, labels: list[str], pp: Preprocess | None,
-                 manifest_fix=(None, None), host_runtime: str = "auto") -> Backend:
+                 manifest_fix=(None, None), host_runtime: str = "auto",
+                 raw_width: int | None = None) -> Backend:
     if kind == "auto":
         kind = "vart" if model_path.endswith(".xmodel") else "host"
     if kind == "vart":
         if not model_path.endswith(".xmodel"):
             raise AppError(f"--backend vart needs a compiled .xmodel, got {model_path}")
         from .vart_backend import VartBackend
-        return VartBackend(model_path, labels, pp, manifest_fix)
+        return VartBackend(model_path, labels, pp, manifest_fix, raw_width=raw_width)
     if kind == "host":
         from .host_backend import HostBackend
-        return HostBackend(model_path, labels, pp, runtime=host_runtime)
+        return HostBackend(model_path, labels, pp, runtime=host_runtime, raw_width=raw_width)
     raise AppError(f"--backend {kind!r}: choose auto, vart or host")

@@ -24,6 +24,7 @@ import numpy as np
 
 from .contract import crop_to_input
 from .datasets import kaggle_letter
+from .errors import AppError
 
 
 def check_result(res) -> list:
@@ -242,3 +243,60 @@ def bench_frames(processor, frames: list, truth: list | None, n: int) -> dict:
     if truth is not None:
         out["raw_frame_accuracy"] = round(hits / n, 4)
     return out
+
+
+def photo_frames(root: str, roi, count: int, hold: int = 10, size=(640, 480), seed: int = 0):
+    """640x480 frames of a still hand each, for the hand pipeline: photos of a labelled folder
+    (with hand boxes) scaled and moved so that the hand box fills the app's guide box, each
+    held for `hold` frames (a person holding a letter: the first frame searches, the rest are
+    tracked). Returns (frames, truth letters)."""
+    import cv2
+    from .contract import NO_HAND
+    from .datasets import box_pixels, read_photo, scan_photo_folder
+    w, h = size
+    gx, gy, gw, gh = roi.resolve(h, w)
+    pf = scan_photo_folder(root, verify=False)
+    photos = [p for p in pf.photos if p.label != NO_HAND and p.box is not None]
+    if not photos:
+        raise AppError(f"{root}: no photos with hand boxes to make frames of")
+    rng = np.random.default_rng(seed)
+    frames, truth = [], []
+    for i in rng.permutation(len(photos))[:max(1, count // hold)]:
+        p = photos[int(i)]
+        img = read_photo(p)
+        x0, y0, x1, y1 = box_pixels(p, img.shape[1], img.shape[0])
+        k = min(gw, gh) / max(x1 - x0, y1 - y0)
+        m = np.array([[k, 0, gx + gw / 2 - k * (x0 + x1) / 2],
+                      [0, k, gy + gh / 2 - k * (y0 + y1) / 2]], np.float64)
+        f = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+        frames += [f] * hold
+        truth += [p.label] * hold
+    return frames, truth
+
+
+def bench_hand_frames(processor, frames: list, truth: list) -> dict:
+    """Single stream through HandFrameProcessor.process, frames in order (tracking carries
+    from frame to frame). Reports frames/s, mean ms per step, network passes per frame and
+    how often the raw letter was right."""
+    for f in frames[:2]:
+        processor.process(f)                                     # warm-up
+    processor.reset()
+    processor.timer.total.clear()
+    processor.timer.count.clear()
+    processor.passes_run = 0
+    hits = tracked = 0
+    t0 = time.perf_counter()
+    for f, t in zip(frames, truth):
+        state, _ = processor.process(f)
+        hits += state["raw_letter"] == t
+        tracked += bool(state["hand"]["tracked"])
+    wall = time.perf_counter() - t0
+    n = len(frames)
+    ms = processor.timer.means()
+    ms.pop("capture", None)
+    return {"frames": n, "frame_size": [int(frames[0].shape[1]), int(frames[0].shape[0])],
+            "seconds": round(wall, 4), "fps": round(n / wall, 1), "stages_ms": ms,
+            "passes_per_frame": round(processor.passes_run / n, 3),
+            "tracked_share": round(tracked / n, 4), "raw_frame_accuracy": round(hits / n, 4),
+            "overlay": processor.draw}

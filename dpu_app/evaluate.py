@@ -85,3 +85,63 @@ def describe(res: dict) -> list[str]:
         lines.append(f"{b['images']} background crops (away from the hand boxes): "
                      f"{b['no_hand'] * 100:.1f}% read as 'no hand'")
     return lines
+
+
+# ---------------------------------------------------------------------------- hand pipeline
+def hand_jobs(pf, labels: list, backgrounds: int, jitter_seed: int | None = None,
+              guide_scale: float = 1.5):
+    """(images, guide boxes, truth) for the hands and (images, squares) for the backgrounds
+    of a scanned folder. With `jitter_seed`, each hand's guide box is misplaced the way a
+    person misplaces a hand (hands.jitter_square: centre +-20 % of the box, size x0.8-1.6)."""
+    from . import hands as H
+    from .datasets import background_squares, box_pixels
+    rng = np.random.default_rng(jitter_seed) if jitter_seed is not None else None
+    images, boxes, ys, bg_images, bg_squares = [], [], [], [], []
+    for p in pf.photos:
+        img = read_photo(p)
+        h, w = img.shape[:2]
+        if p.label != NO_HAND:
+            box = box_pixels(p, w, h)
+            if rng is not None:
+                sq = H.jitter_square(box, guide_scale, rng)
+                half = sq.side / guide_scale / 2
+                box = (sq.cx - half, sq.cy - half, sq.cx + half, sq.cy + half)
+            images.append(img)
+            boxes.append(box)
+            ys.append(labels.index(p.label))
+        for (x, y, s) in background_squares(p, w, h, backgrounds):
+            bg_images.append(img)
+            bg_squares.append(H.Square(x + s / 2, y + s / 2, s, 0.0))
+    return images, boxes, np.array(ys, np.int64), bg_images, bg_squares
+
+
+def eval_hands(pipe, root: str, threshold: float, backgrounds: int = 4,
+               jitter_seed: int | None = None) -> dict:
+    """`eval_photos` for the hand pipeline: every photo's hand box is the guide box, read as
+    the app reads a still frame (hands.HandPipeline.read_boxes); backgrounds start from their
+    own squares. Same figures and keys as eval_photos, plus presence and landmarks."""
+    t0 = time.perf_counter()
+    pf = scan_photo_folder(root, verify=True)
+    labels = pipe.labels
+    missing = sorted({p.label for p in pf.photos} - set(labels) - {NO_HAND})
+    if missing:
+        raise AppError(f"{root}: letters {', '.join(missing)} are not among the model's labels "
+                       f"({''.join(x for x in labels if len(x) == 1)}): wrong folder or model")
+    images, boxes, y, bg_images, bg_squares = hand_jobs(
+        pf, labels, backgrounds if NO_HAND in labels else 0, jitter_seed, pipe.c.guide_scale)
+    if not images and not bg_images:
+        raise AppError(f"{root}: no photos to score")
+    found = pipe.read_boxes(images, boxes) if images else []
+    probs = pipe.probs(found)
+    out = {"folder": root, "photos": len(pf.photos), "threshold": threshold,
+           "mirror": pipe.mirror, "boxes": pf.manifest is not None,
+           "photos_val": scoring.score_hands(probs, y, labels, threshold)}
+    if found:
+        pres = np.array([h.presence for h in found])
+        out["photos_val"]["presence_below"] = round(float((pres < pipe.c.presence).mean()), 5)
+    out["hands"] = found
+    if bg_images:
+        bg = pipe.read(bg_images, bg_squares)
+        out["no_hand_val"] = scoring.score_backgrounds(pipe.probs(bg), labels, threshold)
+    out["seconds"] = round(time.perf_counter() - t0, 2)
+    return out

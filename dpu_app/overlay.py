@@ -40,6 +40,21 @@ def _text(img, s, org, scale, color, thick=1):
     cv2.putText(img, s, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thick, cv2.LINE_AA)
 
 
+def draw_hand(img: np.ndarray, k: int, hand: dict, color, th: int) -> None:
+    """The hand's skeleton and landmarks, and the square the network read (thin)."""
+    import cv2
+    from .hands import SKELETON
+    pts = [(int(round(x * k)), int(round(y * k))) for x, y in hand["landmarks"]]
+    sq = hand.get("square")
+    if sq:
+        cv2.polylines(img, [np.array([[int(x * k), int(y * k)] for x, y in sq], np.int32)],
+                      True, GREY, 1, cv2.LINE_AA)
+    for a, b in SKELETON:
+        cv2.line(img, pts[a], pts[b], WHITE, max(1, th), cv2.LINE_AA)
+    for p in pts:
+        cv2.circle(img, p, max(2, th + 1), color, -1, cv2.LINE_AA)
+
+
 def draw(frame: np.ndarray, roi: tuple[int, int, int, int], state: dict,
          model_input: np.ndarray | None = None, progress: float = 0.0,
          show_stats: bool = True, panel: bool = True) -> np.ndarray:
@@ -60,7 +75,10 @@ def draw(frame: np.ndarray, roi: tuple[int, int, int, int], state: dict,
     if progress > 0 and letter:                          # how close to being spelled
         cv2.rectangle(img, (x, y + rh - 1 - max(3, th * 2)), (x + int((rw - 1) * progress),
                       y + rh - 1), color, -1)
-    if not letter:                                       # where to hold the hand
+    hand = state.get("hand") or {}
+    if hand.get("landmarks"):
+        draw_hand(img, k, hand, color, th)
+    if not letter and not hand.get("tracked"):           # where to hold the hand
         ty = y - 6 if y - 6 > int(16 * s) else y + rh + int(16 * s)
         hint = "no hand: hold your hand in the box"
         tw = cv2.getTextSize(hint, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * s, 1)[0][0]
@@ -106,7 +124,7 @@ def draw(frame: np.ndarray, roi: tuple[int, int, int, int], state: dict,
         ms = state.get("ms") or {}
         parts = [f"{state.get('fps', 0.0):.0f} fps"]
         for key, short in (("capture", "cap"), ("preprocess", "pre"), ("infer", "inf"),
-                           ("overlay", "ovl")):
+                           ("network", "net"), ("classifier", "cls"), ("overlay", "ovl")):
             if key in ms:
                 parts.append(f"{short} {ms[key]:.1f}")
         _text(img, " | ".join(parts) + " ms", (int(8 * s), h - band - int(8 * s)), 0.45 * s,

@@ -192,3 +192,112 @@ class FrameProcessor:
             self.timer.add("overlay", (t3 - t2) * 1e3)
             state["ms"]["overlay"] = round(self.timer.avg["overlay"], 3)
         return state, canvas
+
+
+class HandFrameProcessor(FrameProcessor):
+    """FrameProcessor for the hand pipeline (dpu_app/hands.py): the guide box is the hand box
+    of the first read (its square is `guide_scale` times larger); once a hand is present the
+    next frame starts from this frame's re-cut square with one network pass (tracking); when
+    presence drops it falls back to the guide box with `passes` passes, trying the guide
+    square's other sizes (`retry_scales`) on successive frames until a hand is found."""
+
+    def __init__(self, pipe, roi: Roi, threshold: float = 0.5, smooth: float = 0.5,
+                 stable: int = 8, gap: int = 15, draw: bool = True, flip: bool = False,
+                 labels=None):
+        self.backend = None
+        self.pipe = pipe
+        self.labels = list(pipe.labels)
+        self.roi = roi
+        self.threshold = threshold
+        self.smoother = Smoother(smooth)
+        self.speller = Speller(stable=stable, gap=gap)
+        self.timer = StageTimer()
+        self.fps = FpsMeter()
+        self.draw = draw
+        self.panel = True
+        self.flip = flip
+        self.mirror = pipe.mirror
+        self._nothing = self.labels.index(NO_HAND) if NO_HAND in self.labels else -1
+        self.frames = 0
+        self.dropped = 0
+        self.track = None             # the square the next frame starts from, or None
+        self._retry = 0
+        self.passes_run = 0
+
+    def reset(self) -> None:
+        self.track = None
+
+    def _read(self, image: np.ndarray, roi) -> tuple:
+        from . import hands as H
+        x, y, w, h = roi
+        c = self.pipe.c
+        if self.track is not None:
+            start, passes = self.track, 1
+        else:
+            scales = (1.0,) + tuple(c.retry_scales)
+            s = scales[self._retry % len(scales)]
+            start = H.guide_square((x, y, x + w, y + h), c.guide_scale * s)
+            passes = c.passes
+        t0 = time.perf_counter()
+        hand = self.pipe.read([image], [start], passes=passes, batch=1)[0]
+        t1 = time.perf_counter()
+        present = hand.presence >= c.presence
+        tracked = self.track is not None and present
+        if present:
+            self.track = hand.next_square
+            self._retry = 0
+        else:
+            self.track = None
+            self._retry += 1
+        self.passes_run += passes
+        return hand, tracked, passes, (t1 - t0) * 1e3
+
+    def process(self, image: np.ndarray, capture_ms: float = 0.0) -> tuple[dict, np.ndarray | None]:
+        import cv2
+        t0 = time.perf_counter()
+        if self.flip:
+            image = cv2.flip(image, 1)
+        roi = self.roi.resolve(*image.shape[:2])
+        hand, tracked, passes, net_ms = self._read(image, roi)
+        t1 = time.perf_counter()
+        probs = self.pipe.probs([hand])[0]
+        t2 = time.perf_counter()
+        sm = self.smoother.update(probs)
+        order = np.argsort(sm)[::-1][:3]
+        top = int(order[0])
+        conf = float(sm[top])
+        letter = self.labels[top] if conf >= self.threshold and top != self._nothing else None
+        added = self.speller.update(letter)
+        self.frames += 1
+        fps = self.fps.tick(t2)
+        self.timer.add("capture", capture_ms)
+        self.timer.add("network", net_ms)
+        self.timer.add("classifier", (t2 - t1) * 1e3)
+        present = hand.presence >= self.pipe.c.presence
+        state = {
+            "letter": letter,
+            "confidence": round(conf, 4),
+            "top3": [[self.labels[int(i)], round(float(sm[int(i)]), 4)] for i in order],
+            "text": self.speller.text,
+            "fps": round(fps, 2),
+            "ms": {k: round(v, 3) for k, v in self.timer.avg.items()},
+            "frames": self.frames,
+            "dropped": self.dropped,
+            "threshold": self.threshold,
+            "raw_letter": self.labels[int(np.argmax(probs))],
+            "added": added,
+            "hand": {"presence": round(hand.presence, 4), "tracked": tracked,
+                     "passes": passes,
+                     "landmarks": [[round(float(a), 1), round(float(b), 1)]
+                                   for a, b in hand.landmarks[:, :2]] if present else [],
+                     "square": [[round(float(a), 1), round(float(b), 1)]
+                                for a, b in hand.square.corners()] if present else []},
+        }
+        canvas = None
+        if self.draw:
+            canvas = overlay.draw(image, roi, state, None, self.speller.progress,
+                                  panel=self.panel)
+            t3 = time.perf_counter()
+            self.timer.add("overlay", (t3 - t2) * 1e3)
+            state["ms"]["overlay"] = round(self.timer.avg["overlay"], 3)
+        return state, canvas

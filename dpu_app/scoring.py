@@ -21,6 +21,23 @@ def app_probs(infer, x: np.ndarray, mirror: bool) -> np.ndarray:
     return p
 
 
+def hand_probs(letter_probs: np.ndarray, presence: np.ndarray, presence_threshold: float,
+               labels: list, cols: list | None = None) -> np.ndarray:
+    """The landmark pipeline's probabilities over `labels` (letters, then `nothing`): where the
+    network's hand presence is below its threshold the row is certain "no hand"; elsewhere
+    the letter classifier's probabilities. `decide` then applies the letter threshold, so one
+    rule decides for the live app, --eval-photos, training and the ladder. `cols`: the
+    label index of each classifier column (default: the first columns, in order)."""
+    n = len(letter_probs)
+    out = np.zeros((n, len(labels)), np.float32)
+    cols = list(range(letter_probs.shape[1])) if cols is None else list(cols)
+    present = np.asarray(presence) >= presence_threshold
+    out[:, cols] = letter_probs * present[:, None]
+    if NO_HAND in labels:
+        out[~present, labels.index(NO_HAND)] = 1.0
+    return out
+
+
 def decide(probs: np.ndarray, labels: list, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """(top class index, shown) per row: shown is False where the app says "no hand"."""
     top = probs.argmax(axis=1)

@@ -68,8 +68,9 @@ class VartBackend(Backend):
     name = "vart"
 
     def __init__(self, xmodel: str, labels: list[str], pp: Preprocess | None,
-                 manifest_fix: tuple[int | None, int | None] = (None, None), board=local_dpu):
-        super().__init__(xmodel, labels, pp)
+                 manifest_fix: tuple[int | None, int | None] = (None, None), board=local_dpu,
+                 raw_width: int | None = None):
+        super().__init__(xmodel, labels, pp, raw_width)
         try:
             import vart  # noqa: F401  (lazy: only the board has them)
             import xir
@@ -182,7 +183,7 @@ class VartBackend(Backend):
                 w.in_buf[k:] = 0
             self._run_job(w)
             out[i:i + k] = dequantize_output(w.out_buf[:k].reshape(k, -1), self.out_fix)
-        return softmax(out)
+        return out if self.raw_width is not None else softmax(out)
 
     def _run_job(self, w: _VartWorker) -> None:
         """One DPU job on w's buffers: execute_async -> (job_id, status), then wait(that pair)

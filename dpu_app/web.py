@@ -132,9 +132,12 @@ PAGE = """<!doctype html>
   <div class="card"><h2>Speed</h2><table>
    <tr><td>fps</td><td class="v" id="fps">&ndash;</td></tr>
    <tr><td>capture</td><td class="v" id="ms-capture">&ndash;</td></tr>
-   <tr><td>preprocess</td><td class="v" id="ms-preprocess">&ndash;</td></tr>
-   <tr><td>inference</td><td class="v" id="ms-infer">&ndash;</td></tr>
+   <tr id="row-preprocess"><td>preprocess</td><td class="v" id="ms-preprocess">&ndash;</td></tr>
+   <tr id="row-infer"><td>inference</td><td class="v" id="ms-infer">&ndash;</td></tr>
+   <tr id="row-network" hidden><td>landmark network</td><td class="v" id="ms-network">&ndash;</td></tr>
+   <tr id="row-classifier" hidden><td>letter classifier</td><td class="v" id="ms-classifier">&ndash;</td></tr>
    <tr><td>overlay</td><td class="v" id="ms-overlay">&ndash;</td></tr>
+   <tr id="row-hand" hidden><td>hand</td><td class="v" id="hand">&ndash;</td></tr>
    <tr><td>frames / dropped</td><td class="v" id="frames">&ndash;</td></tr>
   </table></div>
  </div>
@@ -174,8 +177,15 @@ function render(s) {
   document.title = "Sign language live" + ((typeof s.backend === "string" && s.backend) ? " - " + s.backend : "");
   $("fps").textContent = num(s.fps, 1);
   const ms = s.ms || {};
-  for (const k of ["capture", "preprocess", "infer", "overlay"])
-    $("ms-" + k).textContent = (typeof ms[k] === "number") ? num(ms[k], 1) + " ms" : "\\u2013";
+  for (const k of ["capture", "preprocess", "infer", "network", "classifier", "overlay"]) {
+    const has = typeof ms[k] === "number", row = $("row-" + k);
+    if (row) row.hidden = !has && (k !== "preprocess" && k !== "infer" || "network" in ms);
+    $("ms-" + k).textContent = has ? num(ms[k], 1) + " ms" : "\\u2013";
+  }
+  const hd = s.hand, hrow = $("row-hand");
+  hrow.hidden = !(hd && typeof hd.presence === "number");
+  if (!hrow.hidden)
+    $("hand").textContent = "presence " + num(hd.presence, 2) + (hd.tracked ? " \\u00b7 tracked" : " \\u00b7 searching");
   $("frames").textContent = (s.frames ?? "\\u2013") + " / " + (s.dropped ?? "\\u2013");
   const st = $("status"); st.className = "ok";
   st.textContent = "live \\u00b7 frame " + s.seq + " \\u00b7 " + s.viewers + " viewer(s)";
