@@ -173,8 +173,9 @@ eval-photos: $(if $(DEFAULT_DIR),$(STAMP_train),preflight-photos) $(MODEL_DEPS) 
 	$(CHECK_VALIDATION_PHOTOS)
 	$(PY) -m dpu_app --model "$(MODEL)" --eval-photos "$(DIR)" $(APP_ARGS)
 
+BENCH_CSV = $(if $(filter cnn,$(MODEL_KIND)),--csv data/sign_mnist/sign_mnist_test.csv.gz)
 bench-app: $(MODEL_DEPS) $(STAMP_train) | $(VENV_OK)
-	$(PY) -m dpu_app --model "$(MODEL)" --bench --csv data/sign_mnist/sign_mnist_test.csv.gz \
+	$(PY) -m dpu_app --model "$(MODEL)" --bench $(BENCH_CSV) \
 	  $$(test -d "$(OUT_train_photos_val)" && echo --eval-photos "$(OUT_train_photos_val)") --threads 1,2 --json "$(BUILD)/app/bench.json" $(APP_ARGS)
 
 # ---------------------------------------------------------------- tests and benchmarks

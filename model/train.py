@@ -282,6 +282,9 @@ class TrainRun:
 # --------------------------------------------------------------------------- the stage
 def train(cfg, build_dir: str | Path) -> dict:
     """Train, evaluate and write `<build_dir>/train/`. Returns metrics."""
+    if cfg.model.kind == "landmarks":
+        from model.hand_train import train as train_hands
+        return train_hands(cfg, build_dir)
     t_start = time.monotonic()
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,8 @@ TF115_ATTRS = {
     "BiasAdd": {"T", "data_format"},
     "FusedBatchNormV3": {"T", "U", "epsilon", "data_format", "is_training"},
     "Relu": {"T"},
+    "Relu6": {"T"},
+    "DepthwiseConv2dNative": {"T", "strides", "padding", "data_format", "dilations"},
     "MaxPool": {"T", "ksize", "strides", "padding", "data_format"},
     "AvgPool": {"T", "ksize", "strides", "padding", "data_format"},
     "Mean": {"T", "Tidx", "keep_dims"},
@@ -51,6 +53,7 @@ TF115_ATTRS = {
 STRIPPABLE = {
     ("FusedBatchNormV3", "exponential_avg_factor"): lambda a: a.f == 1.0,
     ("MaxPool", "explicit_paddings"): lambda a: len(a.list.i) == 0,
+    ("DepthwiseConv2dNative", "explicit_paddings"): lambda a: len(a.list.i) == 0,
     ("AvgPool", "explicit_paddings"): lambda a: len(a.list.i) == 0,
 }
 
@@ -130,6 +133,9 @@ def run_frozen(graph_def, in_name: str, out_name: str, x: np.ndarray, batch: int
 
 
 def freeze(cfg, build_dir: str | Path) -> dict:
+    if cfg.model.kind == "landmarks":
+        from quantize.hands_ladder import freeze_hands
+        return freeze_hands(cfg, Path(build_dir))
     from model.bundle import write_model_bundle
     from model.evaluate import load_heldout
     build_dir = Path(build_dir)

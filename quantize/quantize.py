@@ -143,6 +143,9 @@ def quantize(cfg, build_dir: str | Path) -> dict:
     build_dir = Path(build_dir)
     if cfg.quantize.flow == "tf1":
         return quantize_tf1(cfg, build_dir)
+    if cfg.model.kind == "landmarks":
+        from quantize.hands_ladder import quantize_hands
+        return quantize_hands(cfg, build_dir)
     from model.evaluate import load_heldout, predict_heldout, score_sets
     src = S.inp(cfg, build_dir, "quantize", "model")
     if not src.exists():

@@ -83,7 +83,11 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The DPU-friendly CNN: stages of Conv-BN-ReLU, pooling, a dense or conv head, logits out."""
+    """What the board runs (kind), and the Sign MNIST CNN of kind cnn (the keys after kind)."""
+    kind: str = opt("landmarks", "landmarks: pretrained hand-landmark network on the DPU, letters "
+                    "from its 21 landmarks (reads other people's hands: README 'Figures'); cnn: "
+                    "the Sign MNIST CNN below, trained from scratch (the tutorial's path)",
+                    choices=["landmarks", "cnn"])
     input_size: int = opt(28, "square input in pixels (Sign MNIST is 28; a photo's hand "
                           "crop is resized to it)", min=8, max=256)
     color: str = opt("bgr", "bgr: the camera's 3 colour channels (Sign MNIST's grey images go "
@@ -231,6 +235,46 @@ class RecognitionConfig:
 
 
 @dataclass
+class HandClassifierConfig:
+    """The letter classifier on the landmarks: a small MLP run with numpy in the app."""
+    hidden: typing.List[int] = opt([128], "hidden ReLU layer widths; [] = logistic regression")
+    steps: int = opt(1500, "Adam steps (batches)", min=10)
+    batch_size: int = opt(256, "examples per step", min=8)
+    lr: float = opt(0.003, "peak learning rate (cosine decay to 0)", min=0.0)
+    weight_decay: float = opt(1.0e-4, "L2 weight decay", min=0.0)
+    augment_copies: int = opt(4, "augmented copies of each training hand (and of its mirror "
+                              "image)", min=0, max=64)
+    rotation_deg: float = opt(15.0, "augmentation: rotation of the landmarks, +-degrees",
+                              min=0.0, max=90.0)
+    aspect: float = opt(0.1, "augmentation: horizontal stretch exp(+-this)", min=0.0, max=1.0)
+    noise: float = opt(0.01, "augmentation: landmark noise sigma, share of the hand's size",
+                       min=0.0, max=0.2)
+
+
+@dataclass
+class HandsConfig:
+    """The hand pipeline of model.kind landmarks (dpu_app/hands.py): guide square, landmark network, re-cut square, again; letter classifier."""
+    network: str = opt("full", "pretrained landmark network from data/hand_landmark: full "
+                       "(331 MMACs) or lite (146 MMACs)", choices=["full", "lite"])
+    passes: int = opt(3, "network passes on a still photo or an untracked frame (each re-cuts "
+                      "the square from the last pass's landmarks)", min=1, max=6)
+    guide_scale: float = opt(1.5, "the first pass reads a square this many times the hand "
+                             "box's long side (the app's guide box is that square)",
+                             min=1.0, max=4.0)
+    roi_scale: float = opt(2.0, "re-cut square: side = this x the long side of the palm "
+                           "landmarks' rotated box (MediaPipe: 2.0)", min=1.0, max=4.0)
+    roi_shift: float = opt(-0.1, "re-cut square: shift along the hand's up axis, share of the "
+                           "box height (MediaPipe: -0.1)", min=-1.0, max=1.0)
+    presence: float = opt(0.5, "hand presence (the network's own output) below which the app "
+                          "says 'no hand'", min=0.0, max=1.0)
+    jitter_copies: int = opt(1, "extra training reads of each training photo from a misplaced "
+                             "guide square (shift +-20 %, size x0.8-1.6): landmarks as a "
+                             "person's misplaced hand gives them", min=0, max=8)
+    batch: int = opt(32, "crops per network call when reading photos", min=1, max=512)
+    classifier: HandClassifierConfig = section(HandClassifierConfig)
+
+
+@dataclass
 class LrFindConfig:
     """LR range test (make lr-find): exponential lr sweep over a few hundred batches."""
     start_lr: float = opt(1e-6, "first learning rate", min=0.0)
@@ -326,6 +370,7 @@ class Config:
     model: ModelConfig = section(ModelConfig)
     train: TrainConfig = section(TrainConfig)
     recognition: RecognitionConfig = section(RecognitionConfig)
+    hands: HandsConfig = section(HandsConfig)
     lr_find: LrFindConfig = section(LrFindConfig)
     docker: DockerConfig = section(DockerConfig)
     quantize: QuantizeConfig = section(QuantizeConfig)

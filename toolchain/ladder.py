@@ -139,6 +139,12 @@ def markdown(ladder: dict) -> str:
     lines += ["", f"Change = this rung minus the rung above it (− is a loss). Tolerance for "
               f"the int8 loss: {tol} — "
               + ("within" if ok else "EXCEEDED" if ok is False else "not measured") + "."]
+    lm = [(r["rung"], r["landmark_px"]) for r in ladder["rungs"] if r.get("landmark_px")]
+    if lm:
+        lines.append("Landmark error against the float network on the same crops (x, y in "
+                     "pixels of the 224 px input; mean / 95th percentile): "
+                     + ", ".join(f"{n} {e['mean_px']:.2f} / {e['p95_px']:.2f} px"
+                                 for n, e in lm) + ".")
     t = ladder.get("threshold")
     if isinstance(t, dict) and len({round(v, 2) for v in t.values()}) == 1:
         t = next(iter(t.values()))

@@ -69,6 +69,8 @@ def _training_data(cfg) -> list:
     # make target"; the stage itself names the file, its config key and the fix in one line
     # (the photo files come from a glob, so they exist)
     files = [p for p in (cfg.data.train_csv, cfg.data.test_csv) if resolve_path(p).exists()]
+    if cfg.model.kind == "landmarks":
+        files = [f"data/hand_landmark/hand_landmark_{cfg.hands.network}.tflite"]
     for d in cfg.data.photos:
         root = resolve_path(d)
         files += sorted(str(Path(p).relative_to(REPO_ROOT)) if _under_repo(p) else p
@@ -102,9 +104,10 @@ FREEZE_OUT = {"metrics": "freeze/metrics.json", "model": "freeze/inference.h5",
               "manifest": "freeze/manifest.json"}
 STAGES: Dict[str, Stage] = {s.name: s for s in (
     Stage("train", "model.train:train", "train the float model (build/train/)",
-          sections=("seed", "data", "model", "train", "recognition"),
+          sections=("seed", "data", "model", "train", "recognition", "hands"),
           inputs=_const({}), outputs=_const(TRAIN_OUT),
-          sources=("model/*.py", "dpu_app/datasets.py", "dpu_app/scoring.py"),
+          sources=("model/*.py", "dpu_app/datasets.py", "dpu_app/scoring.py",
+                   "dpu_app/hands.py"),
           data=_training_data),
     Stage("lr_find", "model.lrfind:lr_find", "LR range test: plot and suggested max lr for "
           "1cycle", sections=("seed", "data", "model", "train", "lr_find"),
@@ -114,7 +117,9 @@ STAGES: Dict[str, Stage] = {s.name: s for s in (
           "against the float model (build/freeze/)", sections=(),
           inputs=_const({k: TRAIN_OUT[k] for k in ("model", "manifest", "heldout")}),
           outputs=_const(FREEZE_OUT), sources=("quantize/freeze.py", "model/evaluate.py",
-                                               "model/bundle.py", "toolchain/ladder.py")),
+                                               "model/bundle.py", "toolchain/ladder.py",
+                                               "quantize/hands_ladder.py", "dpu_app/hands.py",
+                                               "dpu_app/evaluate.py")),
     Stage("quantize", "quantize.quantize:quantize", "int8 pof2s quantization, DPU check, "
           "accuracy ladder (build/quantize/, build/ladder/)",
           sections=("seed", "data", "model", "train", "quantize"),
@@ -124,7 +129,8 @@ STAGES: Dict[str, Stage] = {s.name: s for s in (
                                "manifest": FREEZE_OUT["manifest"],
                                "heldout": TRAIN_OUT["heldout"]}),
           outputs=_quantized, sources=("quantize/*.py", "model/batches.py", "model/data.py",
-                                       "model/evaluate.py", "toolchain/ladder.py"),
+                                       "model/evaluate.py", "toolchain/ladder.py",
+                                       "dpu_app/hands.py", "dpu_app/evaluate.py"),
           data=_training_data),
     Stage("compile", "compile.compile:compile_stage", "compile the quantized model for the DPU "
           "(build/compile/; needs the Vitis AI image)",
