@@ -110,7 +110,11 @@ shell: | $(VENV_OK)
 
 # BASE_IMAGE: the Vitis AI image to extend (default: the Dockerfile's, = docker.image's default)
 BASE_IMAGE ?=
+# Checked first: without an engine `docker build` prints the daemon's multi-line error.
+NO_DOCKER = install and start Docker Engine (https://docs.docker.com/engine/install/) and make sure this user may use it (docker info must work), then make docker-image again
 docker-image:
+	@command -v docker >/dev/null 2>&1 || { echo "error: the docker command is not on PATH: $(NO_DOCKER)" >&2; exit 2; }
+	@docker info >/dev/null 2>&1 || { echo "error: no Docker engine answers at $${DOCKER_HOST:-unix:///var/run/docker.sock}: $(NO_DOCKER)" >&2; exit 2; }
 	docker build $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) -t signlang/vitis-ai-tf2:3.5.0.300 docker/
 
 # ---------------------------------------------------------------- board (ssh)
