@@ -4,10 +4,16 @@ says so, where stages run is not a config change, and the faults are one line na
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from test_stages import CHAIN, make_fresh, make_n
+from toolchain import makedeps, runners
+from toolchain import stages as S
+from toolchain.config import load_config
+from toolchain.errors import NeedsImage
 
 REPO = Path(__file__).resolve().parent.parent
 NOWHERE = "unix:///nonexistent/docker.sock"     # no engine, whether or not one runs here
@@ -27,6 +33,183 @@ def run_make(build, *goals, env=None, timeout=120):
 
 def errors(stderr: str) -> list:
     return [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+
+
+@pytest.fixture
+def fresh(tmp_path):
+    make_fresh(tmp_path)
+    return tmp_path
+
+
+# --------------------------------------------------------------------------- 1. make pipeline
+
+def test_pipeline_without_from_to_redoes_only_what_is_out_of_date(fresh):
+    """`make pipeline` used to run train -> freeze -> quantize -> compile from scratch with
+    everything up to date; without FROM/TO it is make compile."""
+    plan, out = make_n(fresh, "pipeline")
+    assert plan == [] and "toolchain run" not in out
+    assert make_n(fresh, "pipeline", sets=["quantize.calib_size=500"])[0] == ["quantize",
+                                                                              "compile"]
+    # FROM/TO: that stretch again, as asked (and said)
+    _, out = make_n(fresh, "pipeline", "FROM=freeze", "TO=quantize")
+    assert "-m toolchain run --from freeze --to quantize" in out
+
+
+def test_a_pipeline_stretch_with_compile_checks_the_image_before_training(tmp_path):
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "toolchain", "run", "--build-dir",
+                        str(tmp_path / "b")], cwd=REPO, capture_output=True, text=True,
+                       env=no_engine_env(tmp_path, PATH=os.path.dirname(sys.executable)),
+                       timeout=120)
+    assert r.returncode == 2 and len(errors(r.stderr)) == 1, r.stderr
+    assert errors(r.stderr)[0].startswith("error: no Docker engine answers")
+    assert "Traceback" not in r.stderr and not (tmp_path / "b" / "train").exists()
+    assert time.monotonic() - t0 < 60                                  # not after a training
+
+
+# --------------------------------------------------------------------------- 2. make compile
+
+@pytest.mark.parametrize("goal", [["compile"], ["pipeline"],
+                                  ["deploy", "BOARD=root@192.0.2.1"]])
+def test_targets_that_compile_check_for_the_image_before_anything_upstream(tmp_path, goal):
+    """A fresh clone without Docker: one line leading with the cause, before any training
+    (it used to train for 10 minutes, then fail at compile)."""
+    t0 = time.monotonic()
+    r = run_make(tmp_path, *goal, env=no_engine_env(tmp_path))
+    err = errors(r.stderr)
+    assert r.returncode != 0 and len(err) == 1, r.stderr
+    assert err[0].startswith(f"error: no Docker engine answers at {NOWHERE}"), err[0]
+    assert "docker pull" in err[0] and "nothing was built" in err[0]
+    assert "make quantize builds them without the image" in err[0]
+    assert "RUNNER=docker" not in err[0] and "runner=host" not in err[0]
+    assert not (tmp_path / "train").exists() and "Traceback" not in r.stderr
+    assert time.monotonic() - t0 < 60
+
+
+def test_compile_alone_without_engine_leads_with_the_cause(tmp_path, monkeypatch):
+    """`python -m toolchain compile` (runner auto) with no engine: the cause first, and the
+    fix keeps the trained model (it used to offer RUNNER=docker first, which retrained)."""
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("TOOLCHAIN_IN_CONTAINER", raising=False)
+    from toolchain import docker_runner as DR
+
+    def no_engine():
+        raise DR.DockerUnavailable("x", reason=f"no Docker engine answers at {NOWHERE} (no "
+                                               f"such socket)")
+    cfg = load_config(None, [])
+    build = tmp_path / "b"
+
+    class Args:
+        build_dir = str(build)
+    with pytest.raises(NeedsImage) as e:
+        runners.run_stage("compile", cfg, Args(), client_factory=no_engine)
+    msg = str(e.value)
+    assert msg.startswith(f"no Docker engine answers at {NOWHERE} (no such socket), and compile "
+                          f"needs the Vitis AI image")
+    assert f"docker pull {cfg.docker.image}" in msg and "already built is kept" in msg
+    assert "RUNNER=docker" not in msg and "\n" not in msg
+
+
+def test_with_a_compiler_on_this_pc_no_image_is_needed(tmp_path, monkeypatch):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    tool = bindir / "vai_c_tensorflow2"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    monkeypatch.delenv("TOOLCHAIN_IN_CONTAINER", raising=False)
+    cfg = load_config(None, [f"compile.tool_dir={bindir}"])
+    runners.check_image(cfg, CHAIN, connect_fn=lambda: pytest.fail("docker consulted"))
+    runners.check_image(load_config(None, []), ["train", "freeze"],       # nothing needs it
+                        connect_fn=lambda: pytest.fail("docker consulted"))
+
+
+def test_an_up_to_date_compile_needs_no_engine(fresh):
+    """A compiled model that is up to date (compiled elsewhere, copied in) deploys without
+    Docker: the check is made only when compile would run."""
+    r = subprocess.run([sys.executable, "-m", "toolchain", "preflight", "--build-dir",
+                        str(fresh), "--need-image", "--announce", "compile", "--goal",
+                        "make deploy"], cwd=REPO, capture_output=True, text=True,
+                       env=no_engine_env(fresh), timeout=60)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+# --------------------------------------------------------------------------- runner placement
+
+def test_where_stages_run_is_not_a_config_change(fresh):
+    """`make compile RUNNER=docker` planned train, freeze and quantize again ("its config
+    changed: runs_in 'host' -> 'container ...'"): a full retrain for a placement."""
+    plan, _ = make_n(fresh, "compile", sets=["runner=docker"])
+    assert plan == []
+    assert make_n(fresh, "compile", sets=["runner=host"])[0] == []
+
+
+def test_a_build_made_before_placement_stopped_counting_stays_up_to_date(fresh):
+    """.cfg files written by the earlier toolchain hold a runs_in line: reading them again
+    must not make every stage stale (a retrain after an upgrade)."""
+    import yaml
+    for f in (fresh / ".cfg").glob("*.yaml"):
+        st = f.stat()
+        old = {**(yaml.safe_load(f.read_text()) or {}), "runs_in": "host"}
+        f.write_text(yaml.safe_dump(old, sort_keys=False))     # as the earlier deps wrote it
+        os.utime(f, (st.st_atime, st.st_mtime))
+    plan, _ = make_n(fresh, "compile")
+    assert plan == []
+    assert "runs_in" not in (fresh / ".cfg" / "train.yaml").read_text()
+
+
+def test_stale_stages_is_what_make_would_run(fresh):
+    cfg = load_config(None, [])
+    assert makedeps.stale_stages(cfg, fresh, "compile") == []
+    make_n(fresh, "compile", sets=["quantize.calib_size=500"])      # rewrites the .cfg files
+    cfg2 = load_config(None, ["quantize.calib_size=500"])
+    assert makedeps.stale_stages(cfg2, fresh, "compile") == ["quantize", "compile"]
+    assert makedeps.stale_stages(cfg2, fresh, "freeze") == []
+    (fresh / S.STAGES["train"].stamp(cfg)).unlink()
+    assert makedeps.stale_stages(cfg2, fresh, "compile") == CHAIN
+
+
+# --------------------------------------------------------------------------- 3. make app
+
+def test_make_app_says_it_will_train_first(tmp_path):
+    """A fresh clone: `make app` trained, froze and quantized for 12 minutes with no word."""
+    _, out = make_n(tmp_path, "app")
+    first = out.splitlines()[0]
+    assert "-m toolchain preflight" in first and '--goal "make app" --announce quantize' in first
+    subprocess.run([sys.executable, "-m", "toolchain", "deps", "--build-dir", str(tmp_path)],
+                   cwd=REPO, check=True)
+    r = subprocess.run([sys.executable, "-m", "toolchain", "preflight", "--build-dir",
+                        str(tmp_path), "--announce", "quantize", "--goal", "make app"],
+                       cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("note: make app builds train -> freeze -> quantize first "
+                               "(missing or out of date): training alone takes a few minutes")
+
+
+def test_the_announced_time_is_the_last_measured_one(fresh):
+    import json
+    for rel, m in (("train/metrics.json", {"stage_seconds": 250.0}),
+                   ("freeze/metrics.json", {"seconds": 20.0}),
+                   ("quantize/metrics.json", {"seconds": 90.0})):
+        p = fresh / rel
+        t = p.stat().st_mtime if p.exists() else None
+        p.write_text(json.dumps(m))
+        if t:
+            os.utime(p, (t, t))                                    # the stamps keep their times
+    make_n(fresh, "app", sets=["train.epochs=3"])                  # train is now stale
+    r = subprocess.run([sys.executable, "-m", "toolchain", "preflight", "--build-dir",
+                        str(fresh), "--set", "train.epochs=3", "--announce", "quantize",
+                        "--goal", "make app"], cwd=REPO, capture_output=True, text=True,
+                       timeout=60)
+    assert r.stderr.strip() == ("note: make app builds train -> freeze -> quantize first "
+                                "(missing or out of date): about 6 min, as long as their last "
+                                "run here took"), r.stderr
+    # nothing out of date: nothing said; a stage target alone says nothing about itself
+    make_n(fresh, "app")                                  # the .cfg files back to the default
+    for args in (["--announce", "quantize", "--goal", "make app"],
+                 ["--announce", "train", "--goal", "make train"]):
+        r = subprocess.run([sys.executable, "-m", "toolchain", "preflight", "--build-dir",
+                            str(fresh), *args], cwd=REPO, capture_output=True, text=True)
+        assert r.returncode == 0 and r.stderr == "", r.stderr
 
 
 # --------------------------------------------------------------------------- 7. smaller ones
