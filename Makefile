@@ -33,7 +33,7 @@ TC      := $(PY) -m toolchain
 .PHONY: help setup train lr-find freeze quantize compile pipeline shell docker-image deploy \
         board-run board-bench board-eval-photos app bench-app eval-photos test test-all \
         bench-train bench-models check-model check-quantized clean distclean FORCE \
-        preflight-board preflight-board-photos preflight-photos preflight-image inspect
+        preflight-board preflight-board-photos preflight-photos preflight-image inspect bundle
 .DEFAULT_GOAL := help
 
 help:  # one shell command: `make help | head` ends quietly when head stops reading
@@ -49,6 +49,7 @@ help:  # one shell command: `make help | head` ends quietly when head stops read
 	  echo "make docker-image the Vitis AI image plus what the stages need (docker/Dockerfile)"; \
 	  echo "make inspect XMODEL=file.xmodel   what an xmodel holds (no Vitis AI image): subgraphs, DPU, fingerprint, tensors, cost; JSON=1 for scripts, BOARD=root@<ip> also asks the board"; \
 	  echo "make deploy BOARD=root@<ip>   check the board's DPU fingerprint, copy app + xmodel + test sets"; \
+	  echo "make bundle       app + compiled model + run.sh in one folder to copy onto the board's SD card (no ssh) -> $(BUILD)/sdcard/"; \
 	  echo "make board-run    start the live app on the board with the web viewer; prints the URL"; \
 	  echo "make board-bench  benchmark on the board, fill the board rung of the accuracy ladder"; \
 	  echo "make board-eval-photos DIR=photos/   score a labelled photo folder with the .xmodel on the board"; \
@@ -154,6 +155,10 @@ CHECK_VALIDATION_PHOTOS = $(if $(DEFAULT_DIR),$(PREFLIGHT) --validation-photos "
 
 deploy: preflight-board preflight-image $(STAMP_compile) | $(VENV_OK)
 	$(TC) deploy $(ARGS) $(BOARD_ARGS)
+
+# No ssh: the folder to copy onto the board's SD card, with run.sh (deploy's bundle plus it)
+bundle: preflight-image $(STAMP_compile) | $(VENV_OK)
+	$(TC) bundle $(ARGS)
 
 # Reads the file on this PC (pure Python, no xir); XMODEL left out: $(BUILD)/compile/<name>.xmodel.
 # Builds nothing: an xmodel compiled elsewhere is inspected as it is.

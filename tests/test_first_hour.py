@@ -70,7 +70,7 @@ def test_a_pipeline_stretch_with_compile_checks_the_image_before_training(tmp_pa
 # --------------------------------------------------------------------------- 2. make compile
 
 @pytest.mark.parametrize("goal", [["compile"], ["pipeline"],
-                                  ["deploy", "BOARD=root@192.0.2.1"]])
+                                  ["deploy", "BOARD=root@192.0.2.1"], ["bundle"]])
 def test_targets_that_compile_check_for_the_image_before_anything_upstream(tmp_path, goal):
     """A fresh clone without Docker: one line leading with the cause, before any training
     (it used to train for 10 minutes, then fail at compile)."""
@@ -248,3 +248,66 @@ def test_an_interrupted_first_epoch_reads_as_one_epoch():
                                                      "again to resume")
     assert interrupted_hint(3, "d").startswith("epochs 1-3 are checkpointed in d")
     assert interrupted_hint(0, "d") == "no epoch had finished, so the next run starts over"
+
+
+# --------------------------------------------------------------------------- make bundle
+
+from test_board import app_dir, build, cfg  # noqa: E402,F401  (the fake compile folder)
+
+
+def test_bundle_is_the_deploy_bundle_plus_a_run_script(app_dir, build, cfg, tmp_path):  # noqa: F811
+    from deploy.commands import sd_bundle
+    from dpu_app.contract import sha256_file
+    import json
+    cdir = build / "compile"
+    (cdir / "classifier.npz").write_bytes(b"weights")          # a file the manifest names
+    man = json.loads((cdir / "manifest.json").read_text())
+    man["classifier"] = {"file": "classifier.npz", "sha256": sha256_file(str(cdir /
+                                                                               "classifier.npz"))}
+    (cdir / "manifest.json").write_text(json.dumps(man))
+    (cdir / "compile.log").write_text("not named: not copied")
+    lines = []
+    out = sd_bundle(cfg, build, log=lines.append)
+    assert out == build / "sdcard" / "signlang"
+    assert sorted(p.name for p in out.iterdir()) == ["data", "deploy.json", "dpu_app", "model",
+                                                     "run.sh"]
+    assert sorted(p.name for p in (out / "model").iterdir()) == [
+        "classifier.npz", "labels.txt", "manifest.json", "signnet.xmodel"]
+    assert (out / "dpu_app" / "__main__.py").is_file() and (out / "data" /
+                                                           "sign_mnist_test.csv").is_file()
+    assert os.access(out / "run.sh", os.X_OK) and "sh run.sh" in lines[-1]
+    # run.sh, run from anywhere, starts the app from its own folder with the bundle's model
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "python3").write_text('#!/bin/sh\necho "$PWD $*"\n')
+    (fake / "python3").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}")
+    r = subprocess.run(["sh", str(out / "run.sh")], cwd=tmp_path, env=env, capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == (
+        f"{out} -m dpu_app --model model/signnet.xmodel --manifest model/manifest.json "
+        f"--source /dev/video0 --web --host 0.0.0.0 --port {cfg.board.port}"), r.stdout
+    r = subprocess.run(["sh", str(out / "run.sh"), "--bench", "--csv", "x.csv"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True)
+    assert r.stdout.strip().endswith("--manifest model/manifest.json --bench --csv x.csv")
+
+
+def test_bundle_refuses_a_missing_file_the_manifest_names(app_dir, build, cfg):  # noqa: F811
+    from deploy.commands import sd_bundle
+    from toolchain.errors import UserError
+    import json
+    man = json.loads((build / "compile" / "manifest.json").read_text())
+    man["classifier"] = {"file": "classifier.npz"}
+    (build / "compile" / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(UserError, match=r"classifier.npz \(named in .*\) is missing: re-run"):
+        sd_bundle(cfg, build)
+    assert not (build / "sdcard").exists()
+
+
+def test_bundle_without_a_compiled_model_is_one_line_at_once(tmp_path):
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "toolchain", "bundle", "--build-dir",
+                        str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "nothing compiled yet" in r.stderr and "make compile" in r.stderr
+    assert time.monotonic() - t0 < 30 and not (tmp_path / "sdcard").exists()

@@ -116,6 +116,12 @@ def cmd_deploy(cfg, args) -> int:
     return 0
 
 
+def cmd_bundle(cfg, args) -> int:
+    from deploy.commands import sd_bundle
+    sd_bundle(cfg, Path(args.build_dir))
+    return 0
+
+
 def cmd_board_run(cfg, args) -> int:
     from deploy.commands import board_run
     return board_run(cfg, Path(args.build_dir), args.board, port=args.port)
@@ -289,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _board_arg(p)
     p.set_defaults(func=cmd_deploy)
+    p = sub.add_parser("bundle", help="the app, the compiled model and run.sh in one folder "
+                       "(<build>/sdcard/signlang/) to copy onto the board's SD card, no ssh")
+    _common(p)
+    p.set_defaults(func=cmd_bundle)
     p = sub.add_parser("board-run", help="start the live app with the web viewer on the board "
                        "and print its URL (Ctrl-C stops it)")
     _common(p)
