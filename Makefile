@@ -189,17 +189,19 @@ MODEL_DEPS =
 endif
 SOURCE    ?= 0
 APP_ARGS  ?=
+# the app's hints then name MODEL=, SOURCE=, DIR= (what the user typed), not its flags
+APP        = DPU_APP_VIA_MAKE=1 $(PY) -m dpu_app
 
 app: $(MODEL_DEPS) | $(VENV_OK)
-	$(PY) -m dpu_app --model "$(MODEL)" --source "$(SOURCE)" $(APP_ARGS)
+	$(APP) --model "$(MODEL)" --source "$(SOURCE)" $(APP_ARGS)
 
 eval-photos: $(if $(DEFAULT_DIR),,preflight-photos) $(MODEL_DEPS) \
              $(if $(DEFAULT_DIR),$(if $(MODEL_DEPS),,announce-train) $(STAMP_train)) | $(VENV_OK)
 	$(CHECK_VALIDATION_PHOTOS)
-	$(PY) -m dpu_app --model "$(MODEL)" --eval-photos "$(DIR)" $(APP_ARGS)
+	$(APP) --model "$(MODEL)" --eval-photos "$(DIR)" $(APP_ARGS)
 
 bench-app: $(MODEL_DEPS) $(if $(MODEL_DEPS),,announce-train) $(STAMP_train) | $(VENV_OK)
-	$(PY) -m dpu_app --model "$(MODEL)" --bench --csv data/sign_mnist/sign_mnist_test.csv.gz \
+	$(APP) --model "$(MODEL)" --bench --csv data/sign_mnist/sign_mnist_test.csv.gz \
 	  $$(test -d "$(OUT_train_photos_val)" && echo --eval-photos "$(OUT_train_photos_val)") --threads 1,2 --json "$(BUILD)/app/bench.json" $(APP_ARGS)
 
 # ---------------------------------------------------------------- tests and benchmarks

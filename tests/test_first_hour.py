@@ -311,3 +311,108 @@ def test_bundle_without_a_compiled_model_is_one_line_at_once(tmp_path):
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
     assert "nothing compiled yet" in r.stderr and "make compile" in r.stderr
     assert time.monotonic() - t0 < 30 and not (tmp_path / "sdcard").exists()
+
+
+# --------------------------------------------------------------------------- the app
+
+def write_photos(root: Path, bad=()) -> Path:
+    """A letter-folder photo set: two readable JPEGs in A/, and `bad` {rel: bytes}."""
+    import cv2
+    import numpy as np
+    (root / "A").mkdir(parents=True)
+    ok, jpg = cv2.imencode(".jpg", np.full((64, 48, 3), 128, np.uint8))
+    for i in range(2):
+        (root / "A" / f"a{i}.jpg").write_bytes(jpg.tobytes())
+    for rel, data in dict(bad).items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return root
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """The app's model stays unloaded: resolving is stubbed, loading fails the test (what is
+    checked here must be said before seconds of loading)."""
+    from dpu_app import app as A
+    monkeypatch.setattr(A, "resolve_model", lambda a: A.Resolved("m.h5", ["A"], None,
+                                                                 (None, None), 0.5, None))
+
+    def loaded(*a, **k):
+        raise AssertionError("the model was loaded before the fault was said")
+    monkeypatch.setattr(A, "make_backend", loaded)
+    return A
+
+
+def test_damaged_photos_are_all_named_before_the_model_loads(tmp_path, no_model_load, capsys):
+    """A corrupt JPEG was reported after the model loaded (8-13 s), and only the first one."""
+    d = write_photos(tmp_path / "p", {"B/broken.jpg": b"\xff\xd8 not a jpeg",
+                                      "C/empty.jpg": b""})
+    rc = no_model_load.main(["--model", "m.h5", "--eval-photos", str(d)])
+    err = capsys.readouterr().err.splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert err[0] == (f"error: {d}: 2 of its 4 photos are not images OpenCV can read (damaged, "
+                      f"empty or not JPEG/PNG): B/broken.jpg, C/empty.jpg: replace or remove "
+                      f"them")
+
+
+def test_own_photos_without_a_manifest_are_said_to_be_whole_pictures(tmp_path, no_model_load,
+                                                                     capsys):
+    """A user's photos without manifest.csv were scored silently as whole pictures."""
+    d = write_photos(tmp_path / "p")
+    with pytest.raises(AssertionError, match="model was loaded"):
+        no_model_load.main(["--model", "m.h5", "--eval-photos", str(d)])
+    assert capsys.readouterr().err == ("note: no manifest.csv: each whole picture is taken as "
+                                       "the hand's box\n")
+    (d / "manifest.csv").write_text("file,letter\nA/a0.jpg,A\nA/a1.jpg,A\n")
+    with pytest.raises(AssertionError, match="model was loaded"):
+        no_model_load.main(["--model", "m.h5", "--eval-photos", str(d)])
+    assert "manifest" not in capsys.readouterr().err
+
+
+def test_a_busy_port_is_said_before_the_model_loads(no_model_load, capsys):
+    """The web viewer's port in use was reported after about 16 s (model and camera first)."""
+    import socket
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        t0 = time.monotonic()
+        rc = no_model_load.main(["--model", "m.h5", "--source", "0", "--web", "--port",
+                                 str(port)])
+    finally:
+        busy.close()
+    err = capsys.readouterr().err.splitlines()
+    assert rc == 2 and len(err) == 1 and time.monotonic() - t0 < 10, err
+    assert err[0].startswith(f"error: web viewer: port {port} on 127.0.0.1 is already in use")
+
+
+def test_hints_name_what_the_user_typed_to_make(tmp_path):
+    """`make eval-photos MODEL=... DIR=...` was told to 'pass --model PATH'."""
+    d = write_photos(tmp_path / "p")
+    r = run_make(tmp_path / "b", "eval-photos", f"MODEL={tmp_path}/none.h5", f"DIR={d}")
+    err = errors(r.stderr)
+    assert r.returncode != 0 and len(err) == 1, r.stderr
+    assert err[0].startswith(f"error: model {tmp_path}/none.h5 not found") and \
+        err[0].endswith("or pass MODEL=PATH"), err[0]
+    # run as itself, the app names its flags
+    r = subprocess.run([sys.executable, "-m", "dpu_app", "--model", str(tmp_path / "none.h5"),
+                        "--eval-photos", str(d)], cwd=REPO, capture_output=True, text=True,
+                       timeout=60, env={k: v for k, v in os.environ.items()
+                                        if k != "DPU_APP_VIA_MAKE"})
+    assert r.stderr.strip().endswith("or pass --model PATH"), r.stderr
+
+
+def test_make_words_for_the_apps_flags():
+    from dpu_app.app import in_make_words
+    given = {"--eval-photos": "my photos", "--source": "7"}
+    assert in_make_words("--eval-photos my photos: photo folder not found", given) == \
+        "DIR=my photos: photo folder not found"
+    assert in_make_words("--source 7: no camera; pass one of them with --source (some", given) \
+        == "SOURCE=7: no camera; pass one of them with SOURCE= (some"
+    assert in_make_words("no model given: pass --model build/train/model.h5 (PC), or --model "
+                         "NAME.xmodel / --manifest m.json") == \
+        "no model given: pass MODEL=build/train/model.h5 (PC), or MODEL=NAME.xmodel / " \
+        "--manifest m.json"
+    assert in_make_words("--source is empty: give --model-free --sources") == \
+        "SOURCE= is empty: give --model-free --sources"
