@@ -431,11 +431,19 @@ def check_before_loading(a) -> None:
             print("note: no manifest.csv: each whole picture is taken as the hand's box",
                   file=sys.stderr, flush=True)
     elif not a.bench and a.port and choose_viewer(a) == "web":
+        import socket
+        probe = socket.socket(socket.AF_INET6 if ":" in a.host else socket.AF_INET)
         try:
-            from .web import WebViewer
-        except ImportError:                   # run_live says so (and goes on without it)
-            return
-        WebViewer(a.host, a.port).start().stop(timeout=1.0)     # ViewerError: one line
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as the viewer does
+            probe.bind((a.host, a.port))
+        except OSError:
+            try:
+                from .web import WebViewer
+            except ImportError:               # run_live says so (and goes on without it)
+                return
+            WebViewer(a.host, a.port).start().stop(timeout=1.0)   # its ViewerError line
+        finally:
+            probe.close()
 
 
 # Run by make (app, eval-photos, bench-app): the user typed MODEL=, SOURCE=, DIR=, not flags
