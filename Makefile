@@ -33,7 +33,7 @@ TC      := $(PY) -m toolchain
 .PHONY: help setup train lr-find freeze quantize compile pipeline shell docker-image deploy \
         board-run board-bench board-eval-photos app bench-app eval-photos test test-all \
         bench-train bench-models check-model check-quantized clean distclean FORCE \
-        preflight-board preflight-board-photos preflight-photos inspect
+        preflight-board preflight-board-photos preflight-photos preflight-image inspect bundle
 .DEFAULT_GOAL := help
 
 help:  # one shell command: `make help | head` ends quietly when head stops reading
@@ -44,11 +44,12 @@ help:  # one shell command: `make help | head` ends quietly when head stops read
 	  echo "make freeze       inference-only .h5 + frozen .pb, checked against the float model -> $(BUILD)/freeze/"; \
 	  echo "make quantize     int8 pof2s quantization + DPU check + accuracy ladder -> $(BUILD)/quantize/, $(BUILD)/ladder/"; \
 	  echo "make compile      compile for the DPU in the Vitis AI image -> $(BUILD)/compile/ (<name>.xmodel, manifest.json)"; \
-	  echo "make pipeline     FROM=stage TO=stage: that stretch of train -> freeze -> quantize -> compile"; \
+	  echo "make pipeline     = make compile; FROM=stage TO=stage: run that stretch of train -> freeze -> quantize -> compile again, up to date or not"; \
 	  echo "make shell        interactive shell in the Vitis AI container (same mounts/user as RUNNER=docker)"; \
 	  echo "make docker-image the Vitis AI image plus what the stages need (docker/Dockerfile)"; \
 	  echo "make inspect XMODEL=file.xmodel   what an xmodel holds (no Vitis AI image): subgraphs, DPU, fingerprint, tensors, cost; JSON=1 for scripts, BOARD=root@<ip> also asks the board"; \
 	  echo "make deploy BOARD=root@<ip>   check the board's DPU fingerprint, copy app + xmodel + test sets"; \
+	  echo "make bundle       app + compiled model + run.sh in one folder to copy onto the board's SD card (no ssh) -> $(BUILD)/sdcard/"; \
 	  echo "make board-run    start the live app on the board with the web viewer; prints the URL"; \
 	  echo "make board-bench  benchmark on the board, fill the board rung of the accuracy ladder"; \
 	  echo "make board-eval-photos DIR=photos/   score a labelled photo folder with the .xmodel on the board"; \
@@ -85,32 +86,51 @@ endif
 # deps.mk holds one file rule per stage (stamp: inputs, .cfg/<stage>.yaml, sources, data);
 # it and the .cfg files are rewritten only when they change. Not needed for help/clean/setup.
 NO_DEPS_GOALS := help setup clean distclean docker-image test test-all bench-train bench-models \
-                 pipeline shell inspect
+                 shell inspect $(if $(FROM)$(TO),pipeline)
 ifneq ($(filter-out $(NO_DEPS_GOALS),$(or $(MAKECMDGOALS),help)),)
 include $(BUILD)/deps.mk
 endif
 $(BUILD)/deps.mk: FORCE | $(VENV_OK)
 	@$(TC) deps $(ARGS)
 
+# Said in a second, before anything upstream runs: which stages a target builds first and
+# about how long they take (announce-<stage>), and whether compile can run here at all
+# (preflight-image: the Vitis AI image, or a compiler on this PC) when it is stale.
+ANNOUNCE = @$(TC) preflight $(ARGS) --goal "make $(or $(firstword $(MAKECMDGOALS)),$@)" --announce
+announce-%: | $(VENV_OK)
+	$(ANNOUNCE) $*
+preflight-image: | $(VENV_OK)
+	$(ANNOUNCE) compile --need-image
+
 train: $(STAMP_train)
 	@$(TC) show train $(ARGS)
 lr-find: $(STAMP_lr_find)
-freeze: $(STAMP_freeze)
-quantize: $(STAMP_quantize)
+freeze: announce-freeze $(STAMP_freeze)
+quantize: announce-quantize $(STAMP_quantize)
 	@$(TC) show quantize $(ARGS)
-compile: $(STAMP_compile)
+compile: preflight-image $(STAMP_compile)
 
+# FROM/TO left out: what make compile does (only what is out of date). With either, that
+# stretch runs again whether or not it is up to date.
 FROM ?=
 TO   ?=
+ifeq ($(FROM)$(TO),)
+pipeline: compile
+else
 pipeline: | $(VENV_OK)
 	$(TC) run $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO)) $(ARGS)
+endif
 
 shell: | $(VENV_OK)
 	$(TC) shell $(ARGS)
 
 # BASE_IMAGE: the Vitis AI image to extend (default: the Dockerfile's, = docker.image's default)
 BASE_IMAGE ?=
+# Checked first: without an engine `docker build` prints the daemon's multi-line error.
+NO_DOCKER = install and start Docker Engine (https://docs.docker.com/engine/install/) and make sure this user may use it (docker info must work), then make docker-image again
 docker-image:
+	@command -v docker >/dev/null 2>&1 || { echo "error: the docker command is not on PATH: $(NO_DOCKER)" >&2; exit 2; }
+	@docker info >/dev/null 2>&1 || { echo "error: no Docker engine answers at $${DOCKER_HOST:-unix:///var/run/docker.sock}: $(NO_DOCKER)" >&2; exit 2; }
 	docker build $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) -t signlang/vitis-ai-tf2:3.5.0.300 docker/
 
 # ---------------------------------------------------------------- board (ssh)
@@ -133,8 +153,12 @@ preflight-photos: | $(VENV_OK)
 # held out does not have (checked after training, when the folder would be there)
 CHECK_VALIDATION_PHOTOS = $(if $(DEFAULT_DIR),$(PREFLIGHT) --validation-photos "$(DIR)")
 
-deploy: preflight-board $(STAMP_compile) | $(VENV_OK)
+deploy: preflight-board preflight-image $(STAMP_compile) | $(VENV_OK)
 	$(TC) deploy $(ARGS) $(BOARD_ARGS)
+
+# No ssh: the folder to copy onto the board's SD card, with run.sh (deploy's bundle plus it)
+bundle: preflight-image $(STAMP_compile) | $(VENV_OK)
+	$(TC) bundle $(ARGS)
 
 # Reads the file on this PC (pure Python, no xir); XMODEL left out: $(BUILD)/compile/<name>.xmodel.
 # Builds nothing: an xmodel compiled elsewhere is inspected as it is.
@@ -143,13 +167,13 @@ JSON   ?=
 inspect: | $(VENV_OK)
 	@$(TC) inspect-xmodel $(ARGS) $(if $(XMODEL),"$(XMODEL)") $(BOARD_ARGS) $(if $(JSON),--json)
 
-board-run: preflight-board $(STAMP_compile) | $(VENV_OK)
+board-run: preflight-board preflight-image $(STAMP_compile) | $(VENV_OK)
 	$(TC) board-run $(ARGS) $(BOARD_ARGS)
 
-board-bench: $(if $(filter no,$(BENCH_RUN)),,preflight-board) $(STAMP_compile) | $(VENV_OK)
+board-bench: $(if $(filter no,$(BENCH_RUN)),,preflight-board) preflight-image $(STAMP_compile) | $(VENV_OK)
 	$(TC) board-bench $(ARGS) $(BOARD_ARGS) $(if $(filter no,$(BENCH_RUN)),--no-run)
 
-board-eval-photos: preflight-board-photos $(STAMP_compile) | $(VENV_OK)
+board-eval-photos: preflight-board-photos preflight-image $(STAMP_compile) | $(VENV_OK)
 	$(CHECK_VALIDATION_PHOTOS)
 	$(TC) board-eval-photos $(ARGS) $(BOARD_ARGS) --photos "$(DIR)"
 
@@ -159,23 +183,26 @@ board-eval-photos: preflight-board-photos $(STAMP_compile) | $(VENV_OK)
 # the app says so in one line when it is missing.
 ifeq ($(origin MODEL),undefined)
 MODEL      = $(OUT_quantize_model)
-MODEL_DEPS = $(STAMP_quantize)
+MODEL_DEPS = announce-quantize $(STAMP_quantize)
 else
 MODEL_DEPS =
 endif
 SOURCE    ?= 0
 APP_ARGS  ?=
+# the app's hints then name MODEL=, SOURCE=, DIR= (what the user typed), not its flags
+APP        = DPU_APP_VIA_MAKE=1 $(PY) -m dpu_app
 
 app: $(MODEL_DEPS) | $(VENV_OK)
-	$(PY) -m dpu_app --model "$(MODEL)" --source "$(SOURCE)" $(APP_ARGS)
+	$(APP) --model "$(MODEL)" --source "$(SOURCE)" $(APP_ARGS)
 
-eval-photos: $(if $(DEFAULT_DIR),$(STAMP_train),preflight-photos) $(MODEL_DEPS) | $(VENV_OK)
+eval-photos: $(if $(DEFAULT_DIR),,preflight-photos) $(MODEL_DEPS) \
+             $(if $(DEFAULT_DIR),$(if $(MODEL_DEPS),,announce-train) $(STAMP_train)) | $(VENV_OK)
 	$(CHECK_VALIDATION_PHOTOS)
-	$(PY) -m dpu_app --model "$(MODEL)" --eval-photos "$(DIR)" $(APP_ARGS)
+	$(APP) --model "$(MODEL)" --eval-photos "$(DIR)" $(APP_ARGS)
 
 BENCH_CSV = $(if $(filter cnn,$(MODEL_KIND)),--csv data/sign_mnist/sign_mnist_test.csv.gz)
-bench-app: $(MODEL_DEPS) $(STAMP_train) | $(VENV_OK)
-	$(PY) -m dpu_app --model "$(MODEL)" --bench $(BENCH_CSV) \
+bench-app: $(MODEL_DEPS) $(if $(MODEL_DEPS),,announce-train) $(STAMP_train) | $(VENV_OK)
+	$(APP) --model "$(MODEL)" --bench $(BENCH_CSV) \
 	  $$(test -d "$(OUT_train_photos_val)" && echo --eval-photos "$(OUT_train_photos_val)") --threads 1,2 --json "$(BUILD)/app/bench.json" $(APP_ARGS)
 
 # ---------------------------------------------------------------- tests and benchmarks
@@ -191,10 +218,10 @@ bench-train: | $(VENV_OK)
 bench-models: | $(VENV_OK)
 	$(PY) benchmarks/model_choices.py $(ARGS) $(if $(CHOICES),--choices $(CHOICES)) $(if $(SEEDS),--seeds $(SEEDS))
 
-check-model: $(STAMP_train) | $(VENV_OK)
+check-model: announce-train $(STAMP_train) | $(VENV_OK)
 	$(PY) benchmarks/check_model.py $(OUT_train_model) $(OUT_train_labels) data/sign_mnist/sign_mnist_test.csv.gz
 
-check-quantized: $(STAMP_quantize) | $(VENV_OK)
+check-quantized: announce-quantize $(STAMP_quantize) | $(VENV_OK)
 	$(PY) benchmarks/check_model.py --quantized $(OUT_quantize_model) $(OUT_quantize_labels) data/sign_mnist/sign_mnist_test.csv.gz
 
 clean:

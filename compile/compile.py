@@ -30,7 +30,7 @@ from dpu_app.contract import LABELS_FILE, MANIFEST_FILE, load_manifest, sha256_f
 from toolchain import stages as S
 from toolchain.artifacts import (atomic_write_json, atomic_write_text, clean_stale_partials,
                                  provenance, staged_dir)
-from toolchain.errors import ConfigError, UserError
+from toolchain.errors import ConfigError, NeedsImage, UserError
 
 from . import logparse, manifest as M, targets, xmodel
 
@@ -98,10 +98,11 @@ def find_compiler(cfg, build_dir: Optional[Path] = None) -> str:
                         f"image has: run 'sh <build>/quantize-tf1/run_vai_c.sh' there (the "
                         f"quantize stage wrote it), then make compile again to write the "
                         f"deploy manifest from its xmodel")
-    raise UserError(f"compile needs {tool} from the Vitis AI image and it is not on PATH "
-                    f"here: run `make compile RUNNER=docker` (python -m toolchain compile --set "
-                    f"runner=docker; needs Docker and `docker pull {cfg.docker.image}`), or run "
-                    f"`python -m toolchain compile` inside `make shell`")
+    raise NeedsImage(f"compile needs {tool} from the Vitis AI image and it is not on PATH "
+                     f"here: run `make compile RUNNER=docker` (python -m toolchain compile --set "
+                     f"runner=docker; needs Docker and `docker pull {cfg.docker.image}`; only "
+                     f"compile runs again, nothing is retrained), or run `python -m toolchain "
+                     f"compile` inside `make shell`")
 
 
 def run_compiler(cmd: List[str], log_path: Path, echo=None) -> int:

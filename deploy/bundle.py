@@ -14,7 +14,7 @@ import datetime as _dt
 import gzip
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dpu_app.contract import LABELS_FILE, sha256_file
@@ -38,6 +38,7 @@ class CompileArtifacts:
     xmodel: Path
     labels: Path
     fingerprint: int
+    extra: list = field(default_factory=list)   # other files the manifest names (a .npz ...)
 
 
 def compile_artifacts(cfg, build_dir: Path) -> CompileArtifacts:
@@ -71,11 +72,40 @@ def compile_artifacts(cfg, build_dir: Path) -> CompileArtifacts:
     labels = cdir / str(man.get("labels_file") or LABELS_FILE)
     if not labels.is_file():
         raise UserError(f"{labels} is missing: re-run `make compile`")
-    return CompileArtifacts(cdir, mpath, man, xmodel, labels, fp)
+    extra = []
+    for name, digest in _named_files(man):
+        path = cdir / Path(name).name
+        if path in (xmodel, labels, mpath) or path in extra:
+            continue
+        if not path.is_file():
+            raise UserError(f"{path} (named in {mpath}) is missing: re-run `make compile`")
+        if digest and sha256_file(str(path)) != digest:
+            raise UserError(f"{path} does not match the sha256 in {mpath} (changed after "
+                            f"compiling?): re-run `make compile`")
+        extra.append(path)
+    return CompileArtifacts(cdir, mpath, man, xmodel, labels, fp, extra)
 
 
-def stage_bundle(cfg, build_dir: Path, art: CompileArtifacts) -> Path:
-    """<build>/board/bundle/: exactly what will sit under board.remote_dir."""
+def _named_files(node) -> list:
+    """(file name, sha256 or None) of every file a manifest names: a "file" or "*_file" key
+    at any depth (xmodel.file, labels_file, a classifier's {"file", "sha256"}, ...)."""
+    out = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if isinstance(v, str) and v and (k == "file" or k.endswith("_file")):
+                out.append((v, node.get("sha256") if k == "file" else None))
+            elif isinstance(v, (dict, list)):
+                out += _named_files(v)
+    elif isinstance(node, list):
+        for v in node:
+            out += _named_files(v)
+    return out
+
+
+def stage_bundle(cfg, build_dir: Path, art: CompileArtifacts, final: Path | None = None,
+                 files: dict | None = None) -> Path:
+    """<build>/board/bundle/ (or `final`): exactly what will sit under board.remote_dir;
+    `files`: more {name: (text, mode)} at its top (make bundle's run.sh)."""
     if not (DPU_APP_DIR / "__main__.py").is_file():
         raise UserError(f"{DPU_APP_DIR / '__main__.py'} is missing: the board app is not in "
                         f"this checkout (git status dpu_app/)")
@@ -84,12 +114,12 @@ def stage_bundle(cfg, build_dir: Path, art: CompileArtifacts) -> Path:
         raise UserError(f"{csv_src} (data.test_csv) is missing: board-bench needs it; restore "
                         f"it with 'git checkout -- data/sign_mnist'")
     photos = S.out(cfg, build_dir, "train", "photos_val")
-    final = Path(build_dir) / "board" / BUNDLE_DIRNAME
+    final = Path(final or Path(build_dir) / "board" / BUNDLE_DIRNAME)
     with staged_dir(final) as stage:
         shutil.copytree(DPU_APP_DIR, stage / "dpu_app",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
         (stage / "model").mkdir()
-        for src in (art.xmodel, art.manifest_path, art.labels):
+        for src in (art.xmodel, art.manifest_path, art.labels, *art.extra):
             shutil.copy2(src, stage / "model" / src.name)
         (stage / "data").mkdir()
         opener = gzip.open if csv_src.name.endswith(".gz") else open
@@ -102,6 +132,9 @@ def stage_bundle(cfg, build_dir: Path, art: CompileArtifacts) -> Path:
                 "git_commit": _git_commit(),
                 "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         (stage / "deploy.json").write_text(json.dumps(info, indent=2) + "\n")
+        for name, (text, mode) in (files or {}).items():
+            (stage / name).write_text(text)
+            (stage / name).chmod(mode)
     return final
 
 

@@ -71,11 +71,17 @@ def remote_dir(cfg) -> str:
     return cfg.board.remote_dir.rstrip("/") or "/"
 
 
+def app_argv(art: CompileArtifacts) -> str:
+    """`python3 -m dpu_app --model model/<x> --manifest model/manifest.json`, run from the
+    bundle's folder (the same on the board after deploy and from make bundle's run.sh)."""
+    return (f"python3 -m dpu_app --model {shlex.quote('model/' + art.xmodel.name)} "
+            f"--manifest model/manifest.json")
+
+
 def app_command(cfg, art: CompileArtifacts, *args: str) -> str:
     """`cd <remote_dir> && python3 -m dpu_app --model model/<x> --manifest ... <args>`."""
     q = shlex.quote
-    return (f"cd {q(remote_dir(cfg))} && exec python3 -m dpu_app --model "
-            f"{q('model/' + art.xmodel.name)} --manifest model/manifest.json "
+    return (f"cd {q(remote_dir(cfg))} && exec {app_argv(art)} "
             + " ".join(q(a) for a in args))
 
 
@@ -211,6 +217,45 @@ def deploy(cfg, build_dir: Path, target: str | None = None, log=print) -> dict:
     log(f"deployed to {target}:{rd}/ ({', '.join(bundle_names(bundle))}); next: make board-run "
         f"(live viewer), make board-bench or make board-eval-photos DIR=...")
     return record
+
+
+# ----------------------------------------------------------------------------- SD card
+SD_DIRNAME = "sdcard"                # <build>/sdcard/signlang/: make bundle's folder
+SD_APP_NAME = "signlang"
+RUN_SCRIPT = """#!/bin/sh
+# The sign-language app on the ZCU104 board ({xmodel}, DPU fingerprint {fingerprint}), made by
+# `make bundle` ({commit}). Copy this folder onto the board (e.g. onto the SD card's rootfs
+# partition at /home/root/signlang, or its boot partition), then on the board:
+#   sh run.sh                          live: camera /dev/video0, web viewer on port {port}
+#   sh run.sh --source 1 --port 9000   any app flags instead (python3 -m dpu_app --help)
+#   sh run.sh --bench --csv data/{csv}
+# The app checks the board's DPU fingerprint before it loads the model.
+cd "$(dirname "$0")" || exit 2
+if [ "$#" -eq 0 ]; then
+  set -- --source /dev/video0 --web --host 0.0.0.0 --port {port}
+  echo "live viewer: open http://<this board's IP>:{port}/ in a browser on this network"
+fi
+exec {argv} "$@"
+"""
+
+
+def sd_bundle(cfg, build_dir: Path, log=print) -> Path:
+    """<build>/sdcard/signlang/: what deploy copies (the app, the compiled model and every
+    file its manifest names, the test sets) plus run.sh, for a board reached without ssh."""
+    from toolchain.artifacts import _git_commit
+    build_dir = Path(build_dir)
+    art = compile_artifacts(cfg, build_dir)
+    model_fp, model_dpu = xmodel_fingerprint(art)       # a damaged xmodel stops here
+    script = RUN_SCRIPT.format(xmodel=art.xmodel.name, fingerprint=hex(model_fp),
+                               commit=_git_commit() or "no git commit", port=cfg.board.port,
+                               csv=TEST_CSV_NAME, argv=app_argv(art))
+    final = build_dir / SD_DIRNAME / SD_APP_NAME
+    stage_bundle(cfg, build_dir, art, final=final, files={"run.sh": (script, 0o755)})
+    log(f"bundle: {final}/ ({', '.join(sorted(p.name for p in final.iterdir()))}; "
+        f"{art.xmodel.name} for {model_dpu or 'its DPU'} {hex(model_fp)})")
+    log(f"next: copy {final} onto the board (e.g. the SD card's rootfs at /home/root/"
+        f"{SD_APP_NAME}), then run `sh run.sh` there; the viewer is on port {cfg.board.port}")
+    return final
 
 
 def _check_deployed(cfg, target: str, art: CompileArtifacts) -> None:

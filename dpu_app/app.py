@@ -368,7 +368,8 @@ def run_live(a, backend, src, r: Resolved, on_frame=None, out=sys.stdout) -> int
     pace = src.fps if isinstance(src, VideoFileSource) and src.fps > 0 and (
         a.realtime == "yes" or (a.realtime == "auto" and shown)) else 0.0
     if pace:
-        info(f"playing {src} at its own {pace:.0f} fps (--realtime no: as fast as possible)")
+        info(f"playing {src} at its own {pace:.0f} fps (pass --realtime no to read it as fast "
+             f"as possible)")
     pipe = LivePipeline(proc, src, sinks, max_frames=a.max_frames, out=None if a.quiet else out,
                         on_frame=on_frame, pace_fps=pace)
     summary = pipe.run()
@@ -504,6 +505,57 @@ def run_bench_hands(a, backend, r: Resolved, res: dict, csv: str | None, out) ->
     return 0
 
 
+def check_before_loading(a) -> None:
+    """What fails in a second is said before seconds of model loading: every picture of
+    --eval-photos decodes (all the bad ones named, not the first after 8-13 s), and the web
+    viewer's port is free (it was found busy after about 16 s)."""
+    if a.eval_photos:
+        from .datasets import scan_photo_folder, unreadable_photos
+        pf = scan_photo_folder(a.eval_photos, verify=True)
+        bad = unreadable_photos(pf)
+        if bad:
+            names = ", ".join(p.rel for p in bad[:5]) + (f" and {len(bad) - 5} more"
+                                                         if len(bad) > 5 else "")
+            raise AppError(f"{a.eval_photos}: {len(bad)} of its {len(pf.photos)} photos are "
+                           f"not images OpenCV can read (damaged, empty or not JPEG/PNG): "
+                           f"{names}: replace or remove them")
+        if pf.manifest is None:
+            print("note: no manifest.csv: each whole picture is taken as the hand's box",
+                  file=sys.stderr, flush=True)
+    elif not a.bench and a.port and choose_viewer(a) == "web":
+        import socket
+        probe = socket.socket(socket.AF_INET6 if ":" in a.host else socket.AF_INET)
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as the viewer does
+            probe.bind((a.host, a.port))
+        except OSError:
+            try:
+                from .web import WebViewer
+            except ImportError:               # run_live says so (and goes on without it)
+                return
+            WebViewer(a.host, a.port).start().stop(timeout=1.0)   # its ViewerError line
+        finally:
+            probe.close()
+
+
+# Run by make (app, eval-photos, bench-app): the user typed MODEL=, SOURCE=, DIR=, not flags
+MAKE_WORDS = (("--model", "MODEL="), ("--source", "SOURCE="), ("--eval-photos", "DIR="))
+
+
+def in_make_words(message: str, given: dict | None = None) -> str:
+    """A hint in the words of make: '--model PATH' -> 'MODEL=PATH', '--eval-photos x' ->
+    'DIR=x'. `given`: {flag: the value the user gave}."""
+    import re
+    for flag, var in MAKE_WORDS:
+        value = (given or {}).get(flag)
+        if value:
+            message = message.replace(f"{flag} {value}", f"{var}{value}")
+        # the flag, and the space before a value or placeholder (PATH, build/x.h5, 0)
+        message = re.sub(rf"(?<![\w-]){flag}(?![\w-])(?:\s+(?=[A-Z0-9/.~]|[\w-]*[/.]\w))?",
+                         var, message)
+    return message
+
+
 def main(argv=None, *, on_frame=None, out=None, capture_factory=None) -> int:
     out = out or sys.stdout
     a = build_parser().parse_args(argv)
@@ -511,6 +563,7 @@ def main(argv=None, *, on_frame=None, out=None, capture_factory=None) -> int:
     try:
         _check_args(a)
         resolved = resolve_model(a)           # cheap: files, labels, manifest
+        check_before_loading(a)
         scoring = a.bench or a.eval_photos
         if not scoring:       # a missing camera is reported before seconds of model loading
             src = open_live_source(a, capture_factory)
@@ -519,7 +572,11 @@ def main(argv=None, *, on_frame=None, out=None, capture_factory=None) -> int:
             return run_bench(a, backend, resolved, out=out)
         return run_live(a, backend, src, resolved, on_frame=on_frame, out=out)
     except AppError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
+        msg = str(e)
+        if os.environ.get("DPU_APP_VIA_MAKE") == "1":
+            msg = in_make_words(msg, {"--model": a.model, "--source": a.source,
+                                      "--eval-photos": a.eval_photos})
+        print(f"error: {msg}", file=sys.stderr, flush=True)
         return EXIT_FAULT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr, flush=True)

@@ -109,7 +109,7 @@ PAGE = """<!doctype html>
  #conf{text-align:center;font-size:18px;color:#ccc}
  .bar{height:8px;background:#333;border-radius:4px;overflow:hidden}
  .bar>div{height:100%;background:#4a9eff}
- #top3 .row{display:grid;grid-template-columns:2em 1fr 4em;gap:8px;align-items:center;margin:4px 0}
+ #top3{display:grid;grid-template-columns:max-content 1fr 4em;gap:8px;align-items:center} #top3 .row{display:contents}
  #top3 .l{font-weight:700;font-size:20px} #top3 .p{text-align:right;font-variant-numeric:tabular-nums}
  #text{font-size:28px;letter-spacing:2px;min-height:1.3em;max-height:5.4em;overflow-y:auto;word-break:break-all;font-family:ui-monospace,monospace}
  .buttons{display:flex;gap:8px;margin-top:8px} .buttons button{flex:1;padding:6px;font-size:15px;background:#333;color:#eee;border:1px solid #555;border-radius:4px;cursor:pointer}

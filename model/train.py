@@ -271,12 +271,18 @@ class TrainRun:
         except KeyboardInterrupt:
             progress.clear()
             done = self.history[-1]["epoch"] if self.history else 0
-            raise UserError(f"training interrupted in epoch {epoch}; " + (
-                f"epochs 1-{done} are checkpointed in {self.resume.dir}: run the same command "
-                f"again to resume" if done else
-                "no epoch had finished, so the next run starts over"), exit_code=130) from None
+            raise UserError(f"training interrupted in epoch {epoch}; "
+                            + interrupted_hint(done, self.resume.dir), exit_code=130) from None
         finally:
             signal.signal(signal.SIGTERM, old_term)
+
+
+def interrupted_hint(done: int, resume_dir) -> str:
+    """What an interrupted training keeps: 'epoch 1 is' / 'epochs 1-3 are' checkpointed."""
+    if not done:
+        return "no epoch had finished, so the next run starts over"
+    kept = "epoch 1 is" if done == 1 else f"epochs 1-{done} are"
+    return f"{kept} checkpointed in {resume_dir}: run the same command again to resume"
 
 
 # --------------------------------------------------------------------------- the stage

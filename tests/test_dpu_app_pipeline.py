@@ -504,6 +504,8 @@ def test_a_video_file_plays_at_its_own_rate_when_shown(tmp_path, models, dataset
     assert summary["frames"] == 20
     if realtime == "yes":
         assert "at its own 20 fps" in err and summary["seconds"] >= 19 / 20
+        # said as the way out, not read as the state ("(--realtime no: as fast as possible)")
+        assert "(pass --realtime no to read it as fast as possible)" in err
     else:
         assert "at its own" not in err
 

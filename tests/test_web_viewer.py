@@ -607,3 +607,20 @@ def test_page_in_headless_chromium_shows_stream_and_follows_the_letter(browser, 
     finally:
         stop.set()
         t.join()
+
+
+def test_no_hand_top3_labels_do_not_overlap_their_bars(browser, viewer):
+    """In the "no hand" state the first of the top 3 is 'nothing': its label ran over its bar
+    (the label column was 2em wide). The labels share a column as wide as the widest, so
+    every bar starts after every label, at the same x."""
+    top3 = [["nothing", 0.9], ["A", 0.06], ["S", 0.02]]
+    viewer.publish(jpeg(np.zeros((48, 64, 3), np.uint8)), state(None, confidence=0.9,
+                                                                top3=top3))
+    browser.call("Page.navigate", url=viewer.url)
+    assert browser.wait_js("document.querySelectorAll('#top3 .l').length === 3")
+    boxes = browser.js("[...document.querySelectorAll('#top3 .l')].map(l => {"
+                       " const r = l.getBoundingClientRect();"
+                       " const b = l.nextElementSibling.getBoundingClientRect();"
+                       " return [r.left + l.scrollWidth, b.left]; })")
+    assert all(label_end <= bar_left for label_end, bar_left in boxes), boxes
+    assert len({bar_left for _, bar_left in boxes}) == 1, boxes

@@ -15,7 +15,7 @@ from .config import config_hash, describe, load_config, to_dict
 from dpu_app.errors import AppError
 
 from .errors import DataError, UserError
-from .stages import STAGES, pipeline
+from .stages import ORDER, STAGES, pipeline
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -31,9 +31,15 @@ def cmd_stage(cfg, args) -> int:
 
 
 def cmd_run(cfg, args) -> int:
-    """FINN-style: the pipeline's stages from --from to --to, in order, each where it runs."""
-    from .runners import run_stage
-    for name in pipeline(args.start, args.stop):
+    """FINN-style: the pipeline's stages from --from to --to, in order, each where it runs,
+    whether or not they are up to date (`make <stage>` redoes only what is stale). A stage
+    that needs the Vitis AI image is checked for it before the first stage starts."""
+    from .runners import check_image, run_stage
+    names = pipeline(args.start, args.stop)
+    check_image(cfg, names)
+    print(f"note: running {' -> '.join(names)} again, up to date or not (make {names[-1]} "
+          f"redoes only what is out of date)", file=sys.stderr, flush=True)
+    for name in names:
         print(f"== {name}", flush=True)
         rc = run_stage(name, cfg, args)
         if rc:
@@ -110,6 +116,12 @@ def cmd_deploy(cfg, args) -> int:
     return 0
 
 
+def cmd_bundle(cfg, args) -> int:
+    from deploy.commands import sd_bundle
+    sd_bundle(cfg, Path(args.build_dir))
+    return 0
+
+
 def cmd_board_run(cfg, args) -> int:
     from deploy.commands import board_run
     return board_run(cfg, Path(args.build_dir), args.board, port=args.port)
@@ -172,7 +184,50 @@ def cmd_preflight(cfg, args) -> int:
         raise UserError(f"{args.validation_photos}: no validation photos: this model was trained "
                         f"with nothing held out (data.photo_val_fraction=0, or no data.photos); "
                         f"give DIR= a folder of photos it never saw")
+    if args.need_image or args.announce:
+        from .makedeps import stale_stages
+        from . import stages as S
+        from .runners import check_image
+        stale = [n for n in stale_stages(cfg, args.build_dir, args.announce or "compile")
+                 if n in ORDER]
+        if args.need_image:
+            check_image(cfg, stale)
+        goal = args.goal or "this"
+        itself = stale == [S.stage(args.announce or "compile").name] and \
+            goal in (f"make {args.announce}", "make pipeline")      # nothing before it
+        if args.announce and stale and not itself:
+            print(f"note: {goal} builds {' -> '.join(stale)} first (missing or out of date): "
+                  f"{_expected_time(cfg, Path(args.build_dir), stale)}", file=sys.stderr,
+                  flush=True)
     return 0
+
+
+def _expected_time(cfg, build: Path, stale: list) -> str:
+    """How long the stale stages take, from the seconds their last runs recorded; a run never
+    timed here (a fresh clone) is 'a few minutes'."""
+    import json
+    from . import stages as S
+    keys = {"train": ("stage_seconds", "train_seconds"), "freeze": ("seconds",),
+            "quantize": ("seconds",), "compile": ("seconds",)}
+    total, unknown = 0.0, []
+    for name in stale:
+        try:
+            m = json.loads(S.out(cfg, build, name, "metrics").read_text()) \
+                if "metrics" in S.STAGES[name].outputs(cfg) else {}
+        except (OSError, ValueError):
+            m = {}
+        got = next((m[k] for k in keys.get(name, ()) if isinstance(m.get(k), (int, float))),
+                   None)
+        if got is None and name != "compile":          # compile: seconds, not minutes
+            unknown.append(name)
+        elif got is not None:
+            total += got
+    if "train" in unknown:
+        return ("training alone takes a few minutes on a PC (no earlier run here to time it "
+                "by); Ctrl-C stops it, the same command resumes from the last epoch")
+    minutes = max(1, round(total / 60))
+    return (f"about {minutes} min, as long as their last run here took"
+            + (f" (plus {', '.join(unknown)}, never timed here)" if unknown else ""))
 
 
 def _warn_if_trained_on(cfg, photos: str, scanned: list) -> None:
@@ -240,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _board_arg(p)
     p.set_defaults(func=cmd_deploy)
+    p = sub.add_parser("bundle", help="the app, the compiled model and run.sh in one folder "
+                       "(<build>/sdcard/signlang/) to copy onto the board's SD card, no ssh")
+    _common(p)
+    p.set_defaults(func=cmd_bundle)
     p = sub.add_parser("board-run", help="start the live app with the web viewer on the board "
                        "and print its URL (Ctrl-C stops it)")
     _common(p)
@@ -280,6 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
     _board_arg(p)
     p.add_argument("--need-board", action="store_true", help="fail unless a board is known")
     p.add_argument("--photos", default=None, metavar="DIR", help="a photo folder to check")
+    p.add_argument("--need-image", action="store_true", help="fail unless the stale stages "
+                   "up to compile can run (the Vitis AI image, or a compiler here)")
+    p.add_argument("--announce", default=None, metavar="STAGE", help="say in one line which "
+                   "stages up to STAGE will run first, and about how long they take")
+    p.add_argument("--goal", default=None, help="the command's name for that line (make app)")
     p.add_argument("--validation-photos", default=None, metavar="DIR",
                    help="the trained model's validation photo folder (DIR left out): say why "
                         "there is none")

@@ -653,10 +653,17 @@ def _stdin_isatty() -> bool:
 def open_shell(cfg, build_dir, connect_fn=None, execvp=None, stdin_isatty=None) -> int:
     """Replace this process with `docker run -it ...` of the same spec (needs the CLI and a
     terminal on stdin)."""
+    # runner=host is no way out here (INSTALL_HINT offers it): a shell in the image needs both
+    fix = (f"install and start Docker Engine (https://docs.docker.com/engine/install/), make "
+           f"sure this user may use it and `docker pull {cfg.docker.image}`; make shell opens a "
+           f"shell in that image, the targets that need no image run without it")
     if shutil.which("docker") is None:
         raise DockerUnavailable(f"the docker command-line client is not on PATH (make shell "
-                                f"runs `docker run -it`): {INSTALL_HINT}")
-    client = (connect_fn or connect)()
+                                f"runs `docker run -it`): {fix}")
+    try:
+        client = (connect_fn or connect)()
+    except DockerUnavailable as e:
+        raise DockerUnavailable(f"{e.reason}: {fix}", reason=e.reason) from None
     require_image(client, cfg.docker.image)
     isatty = stdin_isatty if stdin_isatty is not None else _stdin_isatty()
     if not isatty:

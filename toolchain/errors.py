@@ -24,3 +24,7 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """A dataset file that is missing, damaged or not in Kaggle Sign Language MNIST format."""
+
+
+class NeedsImage(UserError):
+    """A stage needs a tool only the Vitis AI image has, and this process is not in it."""

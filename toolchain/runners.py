@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Callable, Optional
 
-from .errors import UserError
+from .errors import NeedsImage, UserError
 from .stages import STAGES
 
 
@@ -59,8 +59,61 @@ def run_stage(name: str, cfg, args, client_factory: Optional[Callable] = None) -
     try:
         stage.load()(cfg, build_dir)
     except UserError as e:
+        if why_not_container and isinstance(e, NeedsImage):   # the cause first, then the fix
+            raise NeedsImage(image_fault(cfg, why_not_container[0], stage.cli),
+                             e.exit_code) from None
         if why_not_container:
             raise UserError(f"{e} (the container was not used: {why_not_container[0]})",
                             e.exit_code) from None
         raise
     return 0
+
+
+def image_fault(cfg, why: str, what: str, pending=()) -> str:
+    """One line for a stage that needs the Vitis AI image and cannot have it: the cause first
+    (`why`: no engine, or no image), then the fix that keeps what is already built. `pending`:
+    the stages that would have run before it (nothing was built)."""
+    image = cfg.docker.image
+    if why.startswith("image "):                    # docker_runner.choose: the image is missing
+        why = f"docker image {image} is not on this machine"
+        fix = (f"`docker pull {image}` (docker/README.md: make docker-image adds what the "
+               f"stages need)")
+    else:
+        fix = (f"install and start Docker Engine (https://docs.docker.com/engine/install/), "
+               f"let this user use it, `docker pull {image}`")
+    kept = (f"nothing was built: {', '.join(pending)} would have run first; make "
+            f"{pending[-1]} builds them without the image" if pending else
+            "what is already built is kept: only that step runs in the container")
+    because = ("its compiler is only there" if what == "compile" else
+               "runner=docker runs every stage there")
+    return (f"{why}, and {what} needs the Vitis AI image ({because}): {fix}, then run the "
+            f"same command again ({kept})")
+
+
+def check_image(cfg, stages, connect_fn: Optional[Callable] = None) -> None:
+    """Before anything of `stages` (names, in order) runs: a NeedsImage line when one of them
+    must run in the Vitis AI image and cannot. In a second, not after the stages before it."""
+    from . import docker_runner
+    if docker_runner.in_container() or cfg.quantize.flow == "tf1":    # tf1: its own script
+        return
+    boxed = [n for n in stages if STAGES[n].placement(cfg) == "docker"]
+    if not boxed:
+        return
+    pending = [n.replace("_", "-") for n in stages[:stages.index(boxed[0])]]
+    what = boxed[0].replace("_", "-")
+    if cfg.runner != "docker" and boxed == ["compile"]:
+        from compile.compile import find_compiler
+        try:
+            find_compiler(cfg)          # compile.tool_dir, or a compiler on PATH: it runs here
+            return
+        except NeedsImage:
+            if cfg.runner == "host":
+                raise
+    try:
+        client = (connect_fn or docker_runner.connect)()
+        if docker_runner.has_image(client, cfg.docker.image):
+            return
+        why = f"image {cfg.docker.image} is not on this machine"
+    except docker_runner.DockerUnavailable as e:
+        why = e.reason
+    raise NeedsImage(image_fault(cfg, why, what, pending))
