@@ -32,7 +32,7 @@ TC      := $(PY) -m toolchain
 
 .PHONY: help setup train lr-find freeze quantize compile pipeline shell docker-image deploy \
         board-run board-bench board-eval-photos app bench-app eval-photos test test-all \
-        bench-train bench-models check-model check-quantized clean distclean FORCE \
+        bench-train bench-models bench-hands check-model check-quantized clean distclean FORCE \
         preflight-board preflight-board-photos preflight-photos preflight-image inspect bundle
 .DEFAULT_GOAL := help
 
@@ -60,6 +60,7 @@ help:  # one shell command: `make help | head` ends quietly when head stops read
 	  echo "make test-all     also the slow checks (a full default training)"; \
 	  echo "make bench-train  benchmark: train the default config from scratch, print the figures and wall time"; \
 	  echo "make bench-models benchmark: compare model choices on the photo validation split (CHOICES=a,b SEEDS=1234)"; \
+	  echo "make bench-hands  benchmark: hand-pipeline choices on unseen photos, exact and misplaced guide boxes (CHOICES=a,b SEEDS=1234,99)"; \
 	  echo "make check-model  score $(BUILD)/train/model.h5 on the test CSV with an independent script"; \
 	  echo "make check-quantized  the same for the int8 model, loaded under quantize_scope"; \
 	  echo "make clean        remove $(BUILD)/;  make distclean: also $(VENV)/"; \
@@ -85,7 +86,7 @@ endif
 # ---------------------------------------------------------------- the stage graph
 # deps.mk holds one file rule per stage (stamp: inputs, .cfg/<stage>.yaml, sources, data);
 # it and the .cfg files are rewritten only when they change. Not needed for help/clean/setup.
-NO_DEPS_GOALS := help setup clean distclean docker-image test test-all bench-train bench-models \
+NO_DEPS_GOALS := help setup clean distclean docker-image test test-all bench-train bench-models bench-hands \
                  shell inspect $(if $(FROM)$(TO),pipeline)
 ifneq ($(filter-out $(NO_DEPS_GOALS),$(or $(MAKECMDGOALS),help)),)
 include $(BUILD)/deps.mk
@@ -214,6 +215,9 @@ test-all: | $(VENV_OK)
 
 bench-train: | $(VENV_OK)
 	$(PY) benchmarks/train_bench.py $(ARGS)
+
+bench-hands: | $(VENV_OK)
+	$(PY) benchmarks/hands_bench.py $(ARGS) $(if $(CHOICES),--choices $(CHOICES)) $(if $(SEEDS),--seeds $(SEEDS))
 
 bench-models: | $(VENV_OK)
 	$(PY) benchmarks/model_choices.py $(ARGS) $(if $(CHOICES),--choices $(CHOICES)) $(if $(SEEDS),--seeds $(SEEDS))

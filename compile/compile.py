@@ -276,6 +276,13 @@ def compile_stage(cfg, build_dir) -> dict:
                                               if io.get("dpu_name") else None) \
                 or target.dpu or "unknown"
             atomic_write_text(stage / LABELS_FILE, "\n".join(bundle.labels) + "\n")
+            if bundle.data.get("kind") == "landmarks":   # the letter classifier goes along
+                clf = (bundle.data.get("hands") or {}).get("classifier") or {}
+                src = model.parent / str(clf.get("file", ""))
+                if not clf.get("file") or not src.is_file():
+                    raise UserError(f"{model.parent}: the letter classifier its manifest names "
+                                    f"({clf.get('file')}) is missing: run make quantize again")
+                shutil.copy2(src, stage / src.name)
             final_cmd = [str(out_dir.resolve()) if a == str(stage.resolve()) else a
                          for a in cmd]            # as if run in place, not in the staging dir
             compiler = {"tool": Path(tool).name, "command": final_cmd, "log": LOG_FILE,

@@ -25,7 +25,15 @@ def build_manifest(*, name: str, xmodel: Path, board: str, target_name: str,
     quantized model's manifest (`bundle`, a dpu_app.contract.Manifest)."""
     labels, pp = list(bundle.labels), bundle.preprocess
     classes = io["output"]["shape"][-1] if io["output"]["shape"] else None
-    if classes != len(labels):
+    hands = bundle.data.get("hands") if bundle.data.get("kind") == "landmarks" else None
+    if hands is not None:
+        from dpu_app.hands import RAW_WIDTH
+        if classes != RAW_WIDTH:
+            raise UserError(f"the xmodel's output {io['output']['name']} has shape "
+                            f"{io['output']['shape']}, the hand-landmark network gives "
+                            f"{RAW_WIDTH} values: the xmodel and {bundle.path} do not belong "
+                            f"together")
+    elif classes != len(labels):
         raise UserError(f"the xmodel's output {io['output']['name']} has shape "
                         f"{io['output']['shape']} but there are {len(labels)} labels: the "
                         f"xmodel and {bundle.path} do not belong together")
@@ -40,6 +48,8 @@ def build_manifest(*, name: str, xmodel: Path, board: str, target_name: str,
              "output": dict(io["output"])}
     if compiler:
         extra["compiler"] = compiler
+    if hands is not None:
+        extra.update({"kind": "landmarks", "hands": hands})
     return make_manifest(model_file=Path(xmodel).name, sha256=sha256_file(str(xmodel)),
                          labels=labels, preprocess=pp, threshold=bundle.threshold or 0.5,
                          how=rec.get("how", ""), mirror=bundle.mirror, name=name,

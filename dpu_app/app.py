@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="640x480 frames for the frame benchmark (default 1000 with --bench; 0 = "
                         "skip)")
     g.add_argument("--json", metavar="FILE", help="write the benchmark results as JSON")
+    g.add_argument("--eval-backgrounds", type=int, default=4, metavar="N",
+                   help="--eval-photos: 'no hand' squares cut from each photo away from its "
+                        "hand box (default 4; 0 = none)")
     g.add_argument("--jitter-seed", type=int, default=None, metavar="N",
                    help="--eval-photos with a landmark model: misplace each guide box the way "
                         "a person misplaces a hand (centre +-20%% of the box, size x0.8-1.6), "
@@ -406,10 +409,11 @@ def run_eval(a, backend, r: Resolved, out=sys.stdout) -> dict:
     from .evaluate import describe, eval_hands, eval_photos
     if r.hands is not None:
         res = eval_hands(backend.pipe, a.eval_photos, r.threshold,
-                         jitter_seed=getattr(a, "jitter_seed", None))
+                         backgrounds=max(0, a.eval_backgrounds), jitter_seed=a.jitter_seed)
         res.pop("hands", None)
     else:
-        res = eval_photos(backend, a.eval_photos, r.threshold, r.mirror)
+        res = eval_photos(backend, a.eval_photos, r.threshold, r.mirror,
+                          backgrounds=max(0, a.eval_backgrounds))
     for line in describe(res):
         print(f"{backend.name}: {line}", file=out, flush=True)
     return res
@@ -484,6 +488,7 @@ def run_bench_hands(a, backend, r: Resolved, res: dict, csv: str | None, out) ->
         ev = run_eval(a, backend, r, out)
         res["photos"] = {"folder": ev["folder"], "photos": ev["photos"]}
         res["sets"].update({k: ev[k] for k in ("photos_val", "no_hand_val") if k in ev})
+        res["accuracy"] = ev["photos_val"].get("top1")        # what board-bench reads back
         nf = 300 if a.bench_frames < 0 else a.bench_frames
         if nf and a.bench:
             roi = Roi(a.roi)

@@ -22,7 +22,7 @@ def repo_root() -> Path:
 # tests/test_color.py runs the colour default through train, freeze, quantize, the app's crops
 # and its host backends, and is the one place the suite runs fast fine-tuning (the default's
 # quantize step; about half a minute per quantize run, so the others leave it off).
-QUICK_TRAIN = ["--set", "runner=host", "--set", "model.color=grey",
+QUICK_TRAIN = ["--set", "runner=host", "--set", "model.kind=cnn", "--set", "model.color=grey",
                "--set", "quantize.include_fast_ft=false", "--set", "data.train_limit=2400",
                "--set", "data.test_limit=1200", "--set", "data.photo_limit=360",
                "--set", "train.steps_per_epoch=25", "--set", "train.batch_size=64",
@@ -37,7 +37,7 @@ QUICK_TRAIN = ["--set", "runner=host", "--set", "model.color=grey",
 # tests/test_stages.py::test_host_only_modules_cannot_reach_the_engine checks the claim.
 HOST_ONLY_MODULES = ("test_artifacts", "test_color", "test_data", "test_dpu_app_isolation",
                      "test_dpu_app_pipeline", "test_dpu_app_sources", "test_dpu_app_spelling",
-                     "test_golden", "test_handnet", "test_model", "test_portability",
+                     "test_golden", "test_handnet", "test_hands", "test_model", "test_portability",
                      "test_quantize", "test_reports", "test_schedules", "test_scoring",
                      "test_train_e2e", "test_web_viewer")
 
