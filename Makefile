@@ -33,7 +33,7 @@ TC      := $(PY) -m toolchain
 .PHONY: help setup train lr-find freeze quantize compile pipeline shell docker-image deploy \
         board-run board-bench board-eval-photos app bench-app eval-photos test test-all \
         bench-train bench-models bench-hands check-model check-quantized clean distclean FORCE \
-        preflight-board preflight-board-photos preflight-photos preflight-image inspect bundle
+        preflight-board preflight-board-photos preflight-photos preflight-image inspect bundle demo
 .DEFAULT_GOAL := help
 
 help:  # one shell command: `make help | head` ends quietly when head stops reading
@@ -53,6 +53,7 @@ help:  # one shell command: `make help | head` ends quietly when head stops read
 	  echo "make board-run    start the live app on the board with the web viewer; prints the URL"; \
 	  echo "make board-bench  benchmark on the board, fill the board rung of the accuracy ladder"; \
 	  echo "make board-eval-photos DIR=photos/   score a labelled photo folder with the .xmodel on the board"; \
+	  echo "make demo         one-minute demo: photos of hands spell WORD=HELLO in a looped clip, read live by the trained model"; \
 	  echo "make app          the live app on this PC (int8 model; MODEL=file.h5): SOURCE=0|/dev/video0|clip.mp4 APP_ARGS=..."; \
 	  echo "make eval-photos  DIR=photos/ [MODEL=...]: score a labelled photo folder with the app's pipeline"; \
 	  echo "make bench-app    app benchmark [MODEL=...]: Sign MNIST test + validation photos, images/s, 640x480 frames/s"; \
@@ -200,6 +201,17 @@ eval-photos: $(if $(DEFAULT_DIR),,preflight-photos) $(MODEL_DEPS) \
              $(if $(DEFAULT_DIR),$(if $(MODEL_DEPS),,announce-train) $(STAMP_train)) | $(VENV_OK)
 	$(CHECK_VALIDATION_PHOTOS)
 	$(APP) --model "$(MODEL)" --eval-photos "$(DIR)" $(APP_ARGS)
+
+# The one-minute demo: a clip of real hand photos spelling WORD (made once), read by the
+# trained float model in a loop, shown in a window or, without a display, the web viewer
+# (the clip first: a WORD with J or Z fails in a second, not after training)
+WORD ?= HELLO
+DEMO_CLIP := $(BUILD)/demo/$(shell echo '$(WORD)' | tr A-Z a-z).avi
+demo: $(DEMO_CLIP) announce-train $(STAMP_train) | $(VENV_OK)
+	$(APP) --model "$(OUT_train_model)" --source "$(DEMO_CLIP)" --loop $(APP_ARGS)
+$(DEMO_CLIP): | $(VENV_OK)
+	@mkdir -p $(@D)
+	$(PY) benchmarks/make_hand_video.py "$(WORD)" $@
 
 BENCH_CSV = $(if $(filter cnn,$(MODEL_KIND)),--csv data/sign_mnist/sign_mnist_test.csv.gz)
 bench-app: $(MODEL_DEPS) $(if $(MODEL_DEPS),,announce-train) $(STAMP_train) | $(VENV_OK)
