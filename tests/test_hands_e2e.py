@@ -16,7 +16,7 @@ from dpu_app.contract import LETTERS, NO_HAND
 QUICK_HANDS = ["--set", "runner=host", "--set", "model.kind=landmarks",
                "--set", "data.photo_limit=72", "--set", "data.background_crops=1",
                "--set", "hands.passes=2", "--set", "hands.jitter_copies=0",
-               "--set", "hands.classifier.steps=300", "--set", "quantize.calib_size=24",
+               "--set", "hands.classifier.steps=300", "--set", "quantize.calib_size=32",
                "--set", "quantize.calib_batch_size=8", "--set", "quantize.include_fast_ft=false",
                "--set", "quantize.max_photo_drop_pt=100"]
 
