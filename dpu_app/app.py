@@ -302,7 +302,7 @@ def make_pipeline(backend, r: Resolved):
         raise AppError(f"letter classifier {path} is not the one {r.manifest} was written with "
                        f"(sha256 differs): copy the model folder whole, or run make train again")
     clf = LetterClassifier.load(path)
-    scale = np.float32(1.0 / 255.0)
+    scale = np.float32(r.preprocess.scale if r.preprocess is not None else 1.0 / 256.0)
 
     def net(crops):
         return backend.infer(crops.astype(np.float32) * scale)

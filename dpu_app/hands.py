@@ -38,6 +38,15 @@ RAW_WIDTH = 3 * N_LANDMARKS + 2    # landmarks, presence logit, handedness logit
 # these into its last Dense layer; `decode` undoes them).
 LM_SCALE = NET_SIZE / 2
 LOGIT_SCALE = 16.0
+# Pixels go in as pixel / 256, not / 255: [0, 0.996] fits int8 at fix point 7 (1/128 steps);
+# 255/255 = 1.0 would need fix point 6 and halve the input's precision on the DPU. The
+# network's first convolution is scaled by 256/255 to match (model/hand_train.py).
+INPUT_SCALE = 1.0 / 256.0
+
+
+def to_input(crops: np.ndarray) -> np.ndarray:
+    """uint8 crops -> the network's float input."""
+    return crops.astype(np.float32) * np.float32(INPUT_SCALE)
 ROI_LANDMARKS = (0, 1, 2, 3, 5, 6, 9, 10, 13, 14, 17, 18)     # MediaPipe's landmarks-to-ROI
 SKELETON = ((0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (5, 9), (9, 10),
             (10, 11), (11, 12), (9, 13), (13, 14), (14, 15), (15, 16), (13, 17), (0, 17),

@@ -49,7 +49,7 @@ def network_file(name: str) -> Path:
 
 
 def preprocess() -> Preprocess:
-    return Preprocess(width=H.NET_SIZE, height=H.NET_SIZE, color="bgr", scale=1 / 255,
+    return Preprocess(width=H.NET_SIZE, height=H.NET_SIZE, color="bgr", scale=H.INPUT_SCALE,
                       resize="linear")
 
 
@@ -86,6 +86,12 @@ def deploy_model(model):
     feats = {id(h.input) for h in heads}
     if len(feats) != 1:
         raise UserError("landmark network: its three heads do not read the same features")
+    first = next(layer for layer in model.layers
+                 if isinstance(layer, tf.keras.layers.Conv2D))
+    if first.input is not model.inputs[0]:
+        raise UserError("landmark network: its first layer is not the input convolution")
+    w0 = first.get_weights()
+    first.set_weights([w0[0] * np.float32(255.0 * H.INPUT_SCALE)] + w0[1:])  # pixel / 256 in
     ws, bs = [], []
     c = np.float32(H.NET_SIZE / 2)
     for i, h in enumerate(heads):
@@ -112,7 +118,7 @@ class NetRunner:
                                     preprocess(), raw_width=H.RAW_WIDTH)
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
-        return self.backend.infer(crops.astype(np.float32) / np.float32(255.0))
+        return self.backend.infer(H.to_input(crops))
 
 
 # --------------------------------------------------------------------------- reads + cache

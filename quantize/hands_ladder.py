@@ -112,7 +112,7 @@ def landmark_error(net, crops: np.ndarray, ref_lm: np.ndarray) -> dict:
 def float_net(tf_model):
     """`net` for a Keras model (float or quantized): uint8 crops -> raw outputs."""
     def net(crops):
-        return tf_model.predict(crops.astype(np.float32) / np.float32(255.0), batch_size=32,
+        return tf_model.predict(H.to_input(crops), batch_size=32,
                                 verbose=0)
     return net
 
@@ -122,7 +122,7 @@ def frozen_net(graph_def, in_name: str, out_name: str):
 
     def net(crops):
         return run_frozen(graph_def, in_name, out_name,
-                          crops.astype(np.float32) / np.float32(255.0), batch=64)
+                          H.to_input(crops), batch=64)
     return net
 
 
@@ -265,8 +265,13 @@ def quantize_hands(cfg, build_dir: Path) -> dict:
           f"(first-pass and re-cut squares of training photos), CLE "
           f"{'on' if cfg.quantize.include_cle else 'off'}, fast fine-tune "
           f"{'on' if cfg.quantize.include_fast_ft else 'off'}", flush=True)
-    qmodel = run_quantizer(VitisQuantizer, quantize_scope, strategy, model,
-                           calib.astype(np.float32) / np.float32(255.0), cfg.quantize)
+    from quantize.dwsplit import split_depthwise
+    deploy = split_depthwise(model, cfg.hands.int8_dw_groups)
+    print(f"depthwise layers split by weight magnitude into up to {cfg.hands.int8_dw_groups} "
+          f"groups for int8 ({len(model.layers)} -> {len(deploy.layers)} layers; the same "
+          f"function in float: quantize/dwsplit.py)", flush=True)
+    qmodel = run_quantizer(VitisQuantizer, quantize_scope, strategy, deploy,
+                           H.to_input(calib), cfg.quantize)
     del calib
     q_out = S.out(cfg, build_dir, "quantize", "model")
     out_dir, q_name = q_out.parent, q_out.name

@@ -271,6 +271,10 @@ class HandsConfig:
                              "guide square (shift +-20 %, size x0.8-1.6): landmarks as a "
                              "person's misplaced hand gives them", min=0, max=8)
     batch: int = opt(32, "crops per network call when reading photos", min=1, max=512)
+    int8_dw_groups: int = opt(4, "quantize: each depthwise layer split into up to this many "
+                              "layers by weight magnitude (summed: the same function), so "
+                              "per-tensor power-of-two int8 keeps its small channels; 1 = off "
+                              "(quantize/dwsplit.py)", min=1, max=8)
     classifier: HandClassifierConfig = section(HandClassifierConfig)
 
 
