@@ -78,7 +78,7 @@ def draw(frame: np.ndarray, roi: tuple[int, int, int, int], state: dict,
     hand = state.get("hand") or {}
     if hand.get("landmarks"):
         draw_hand(img, k, hand, color, th)
-    if not letter and not hand.get("tracked"):           # where to hold the hand
+    if not letter and not hand.get("landmarks"):         # no hand found: where to hold it
         ty = y - 6 if y - 6 > int(16 * s) else y + rh + int(16 * s)
         hint = "no hand: hold your hand in the box"
         tw = cv2.getTextSize(hint, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * s, 1)[0][0]

@@ -114,7 +114,7 @@ PAGE = """<!doctype html>
  #text{font-size:28px;letter-spacing:2px;min-height:1.3em;max-height:5.4em;overflow-y:auto;word-break:break-all;font-family:ui-monospace,monospace}
  .buttons{display:flex;gap:8px;margin-top:8px} .buttons button{flex:1;padding:6px;font-size:15px;background:#333;color:#eee;border:1px solid #555;border-radius:4px;cursor:pointer}
  .buttons button:hover{background:#444} #conf.nohand{color:#ffb74a}
- table{width:100%;border-collapse:collapse;font-variant-numeric:tabular-nums} td{padding:2px 0}
+ table{width:100%;border-collapse:collapse;font-variant-numeric:tabular-nums} td{padding:2px 0} td:first-child{white-space:nowrap;padding-right:12px}
  td.v{text-align:right} h2{font-size:13px;color:#999;margin:0 0 6px;font-weight:500;text-transform:uppercase}
 </style></head>
 <body>
@@ -137,7 +137,7 @@ PAGE = """<!doctype html>
    <tr id="row-network" hidden><td>landmark network</td><td class="v" id="ms-network">&ndash;</td></tr>
    <tr id="row-classifier" hidden><td>letter classifier</td><td class="v" id="ms-classifier">&ndash;</td></tr>
    <tr><td>overlay</td><td class="v" id="ms-overlay">&ndash;</td></tr>
-   <tr id="row-hand" hidden><td>hand</td><td class="v" id="hand">&ndash;</td></tr>
+   <tr id="row-hand" hidden><td>hand presence</td><td class="v" id="hand">&ndash;</td></tr>
    <tr><td>frames / dropped</td><td class="v" id="frames">&ndash;</td></tr>
   </table></div>
  </div>
@@ -155,8 +155,10 @@ function render(s) {
   const none = (s.letter === null || s.letter === undefined || s.letter === "");
   $("letter").textContent = none ? "\\u2013" : String(s.letter);
   const c = (typeof s.confidence === "number") ? s.confidence : 0;
-  $("conf").textContent = none ? "no hand \\u2013 hold your hand in the box"
-                               : "confidence " + (100 * c).toFixed(1) + " %";
+  const held = !!(s.hand && s.hand.tracked);       // a hand is there, its letter is unsure
+  $("conf").textContent = !none ? "confidence " + (100 * c).toFixed(1) + " %"
+                        : held ? "hand found \\u2013 letter not sure yet"
+                        : "no hand \\u2013 hold your hand in the box";
   $("conf").className = none ? "nohand" : "";
   $("confbar").style.width = Math.max(0, Math.min(100, 100 * c)).toFixed(1) + "%";
   const top = $("top3"); top.textContent = "";
@@ -185,7 +187,7 @@ function render(s) {
   const hd = s.hand, hrow = $("row-hand");
   hrow.hidden = !(hd && typeof hd.presence === "number");
   if (!hrow.hidden)
-    $("hand").textContent = "presence " + num(hd.presence, 2) + (hd.tracked ? " \\u00b7 tracked" : " \\u00b7 searching");
+    $("hand").textContent = num(hd.presence, 2) + (hd.tracked ? " \\u00b7 tracked" : " \\u00b7 searching");
   $("frames").textContent = (s.frames ?? "\\u2013") + " / " + (s.dropped ?? "\\u2013");
   const st = $("status"); st.className = "ok";
   st.textContent = "live \\u00b7 frame " + s.seq + " \\u00b7 " + s.viewers + " viewer(s)";
