@@ -110,7 +110,10 @@ class WebSink:
         if ok:
             pub = {k: state[k] for k in ("letter", "confidence", "top3", "text", "fps",
                                          "frames", "dropped", "threshold")}
-            pub["ms"] = {k: state["ms"][k] for k in STAGES if k in state["ms"]}
+            pub["ms"] = {k: state["ms"][k] for k in (*STAGES, "network", "classifier")
+                         if k in state["ms"]}
+            if state.get("hand"):               # the hand pipeline: the page's hand row
+                pub["hand"] = {k: state["hand"][k] for k in ("presence", "tracked", "passes")}
             if self.backend_label:
                 pub["backend"] = self.backend_label
             self.viewer.publish(jpg.tobytes(), pub)

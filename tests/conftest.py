@@ -37,7 +37,7 @@ QUICK_TRAIN = ["--set", "runner=host", "--set", "model.kind=cnn", "--set", "mode
 # tests/test_stages.py::test_host_only_modules_cannot_reach_the_engine checks the claim.
 HOST_ONLY_MODULES = ("test_artifacts", "test_color", "test_data", "test_dpu_app_isolation",
                      "test_dpu_app_pipeline", "test_dpu_app_sources", "test_dpu_app_spelling",
-                     "test_golden", "test_handnet", "test_hands", "test_model", "test_portability",
+                     "test_golden", "test_hand_video", "test_handnet", "test_hands", "test_hands_e2e", "test_model", "test_portability",
                      "test_quantize", "test_reports", "test_schedules", "test_scoring",
                      "test_train_e2e", "test_web_viewer")
 
