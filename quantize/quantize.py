@@ -243,6 +243,13 @@ def _check_drop(cfg, ladder: dict) -> None:
         c = L.change_pt(ladder, "float", "int8", s)
         if c is not None and -c > tol:
             worst.append(f"{L.SETS[s]} loses {-c:.2f} pt (tolerance {tol} pt)")
+    if cfg.model.kind == "landmarks":
+        c = L.change_pt(ladder, "float", "int8", "photos_val")
+        raise UserError(f"int8 accuracy: {'; '.join(worst)}: per-tensor power-of-two int8 "
+                        f"moves the hand-landmark network's landmarks (the ladder: "
+                        f"build/ladder/ladder.md; docs/hand-landmarks.md 'int8'); to compile "
+                        f"and deploy it as it is: SET=\"quantize.max_photo_drop_pt="
+                        f"{int(-(c or 0)) + 1}\" on this and the later commands")
     raise UserError(f"int8 accuracy: {'; '.join(worst)} (quantize.max_drop_pt="
                     f"{cfg.quantize.max_drop_pt}, quantize.max_photo_drop_pt="
                     f"{cfg.quantize.max_photo_drop_pt}); try more calibration images or "
