@@ -84,14 +84,20 @@ def test_the_app_scores_the_validation_photos_as_training_did(repo_root, hand_bu
     assert got["top1"] >= m["top1"] - 1e-9
 
 
-def test_freeze_and_quantize_score_every_rung_through_the_pipeline(repo_root, hand_build):
+@pytest.fixture(scope="module")
+def quantized(repo_root, hand_build):
     build, _ = hand_build
     r = stage(repo_root, "freeze", build)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    fm = json.loads((build / "freeze" / "metrics.json").read_text())
-    assert fm["max_abs_diff_pb"] < 1e-3 and fm["landmarks"]["frozen"]["mean_px"] < 0.01
     r = stage(repo_root, "quantize", build)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return build
+
+
+def test_freeze_and_quantize_score_every_rung_through_the_pipeline(quantized):
+    build = quantized
+    fm = json.loads((build / "freeze" / "metrics.json").read_text())
+    assert fm["max_abs_diff_pb"] < 1e-3 and fm["landmarks"]["frozen"]["mean_px"] < 0.01
     ladder = json.loads((build / "ladder" / "ladder.json").read_text())
     rungs = {x["rung"]: x for x in ladder["rungs"]}
     assert rungs["int8"]["accuracy"]["photos_val"] is not None
@@ -129,3 +135,48 @@ def test_a_photo_without_a_hand_counts_as_no_hand(tmp_path):
     pipe = H.HandPipeline(net, clf, list(LETTERS) + [NO_HAND], H.Constants())
     res = eval_hands(pipe, str(tmp_path), 0.5)
     assert res["photos_val"]["images"] == 1 and res["photos_val"]["no_hand"] == 1.0
+
+
+def test_the_board_app_runs_the_int8_network_through_vart_like_the_host(quantized, tmp_path,
+                                                                          monkeypatch):
+    """The compile contract for the landmark network, by emulation: an xmodel whose one DPU
+    subgraph runs the quantized network (tests/fake_vart), int8 in at the input's fix point,
+    65 raw values out; the app's vart backend must score the validation photos as the host
+    backend scores the same quantized model."""
+    from vart_emulation import (drop_fake_vart, quant_fix_points, use_fake_vart,
+                                write_emulated_xmodel)
+    from dpu_app import app
+    build = quantized
+    qdir, photos = build / "quantize", build / "train" / "photos_val"
+    q_h5 = qdir / "quantized.h5"
+    in_fix, out_fix = quant_fix_points(str(q_h5))
+    assert in_fix == 7                          # pixels / 256 fit int8 at fix point 7
+    board = tmp_path / "model"
+    board.mkdir()
+    xm = write_emulated_xmodel(board / "signnet.xmodel", q_h5=str(q_h5), in_fix=in_fix,
+                               out_fix=out_fix, classes=65, in_dims=[1, 224, 224, 3])
+    man = json.loads((qdir / "manifest.json").read_text())
+    man.pop("model")
+    from dpu_app.contract import sha256_file
+    man.update({"xmodel": {"file": xm.name, "sha256": sha256_file(str(xm))},
+                "input": {"name": "quant_image", "shape": [1, 224, 224, 3], "dtype": "xint8",
+                          "fix_point": in_fix},
+                "output": {"name": "quant_logits", "shape": [1, 65], "dtype": "xint8",
+                           "fix_point": out_fix}})
+    (board / "manifest.json").write_text(json.dumps(man))
+    shutil.copy2(qdir / "classifier.npz", board / "classifier.npz")
+    shutil.copy2(qdir / "labels.txt", board / "labels.txt")
+    host_json, board_json = tmp_path / "host.json", tmp_path / "board.json"
+    assert app.main(["--model", str(q_h5), "--eval-photos", str(photos), "--json",
+                     str(host_json), "--eval-backgrounds", "0"]) == 0
+    use_fake_vart(monkeypatch)
+    try:
+        assert app.main(["--model", str(xm), "--backend", "vart", "--eval-photos", str(photos),
+                         "--json", str(board_json), "--eval-backgrounds", "0"]) == 0
+    finally:
+        drop_fake_vart()
+    host = json.loads(host_json.read_text())["sets"]["photos_val"]
+    dpu = json.loads(board_json.read_text())["sets"]["photos_val"]
+    assert dpu["images"] == host["images"] > 0
+    # int8 in/out scaling on the emulated DPU vs the quantizer's own float simulation
+    assert abs(dpu["top1"] - host["top1"]) <= 1.0 / host["images"] + 1e-9
