@@ -144,8 +144,9 @@ def _check_args(a) -> None:
     if not a.thread_list or min(a.thread_list) < 1 or max(a.thread_list) > 64:
         raise AppError(f"--threads {a.threads}: each must be 1..64")
     # the inputs of --bench / --eval-photos, before seconds of model loading
-    if a.bench and not _bench_csv(a):
-        raise AppError("--bench needs --csv FILE (the Kaggle test CSV, e.g. "
+    if a.bench and not _bench_csv(a) and not a.eval_photos:
+        raise AppError("--bench needs --eval-photos DIR (a labelled photo folder: the hand "
+                       "pipeline's benchmark) or --csv FILE (the Kaggle test CSV, e.g. "
                        "data/sign_mnist/sign_mnist_test.csv.gz)")
     if a.csv and not os.path.isfile(a.csv):
         raise AppError(f"--csv {a.csv}: file not found (give a Kaggle Sign Language MNIST CSV, "

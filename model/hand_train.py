@@ -91,7 +91,8 @@ def deploy_model(model):
     if first.input is not model.inputs[0]:
         raise UserError("landmark network: its first layer is not the input convolution")
     w0 = first.get_weights()
-    first.set_weights([w0[0] * np.float32(255.0 * H.INPUT_SCALE)] + w0[1:])  # pixel / 256 in
+    # the input is pixel * INPUT_SCALE (1/258) where the network expects pixel / 255
+    first.set_weights([w0[0] / np.float32(255.0 * H.INPUT_SCALE)] + w0[1:])
     ws, bs = [], []
     c = np.float32(H.NET_SIZE / 2)
     for i, h in enumerate(heads):
@@ -266,7 +267,12 @@ def train(cfg, build_dir: str | Path) -> dict:
         model_path = stage / names["model"]
         net_model.save(str(model_path), include_optimizer=False, save_format="h5")
         net = NetRunner(model_path)
+        weights = hashlib.sha256()
+        for w in net_model.get_weights():
+            weights.update(np.ascontiguousarray(w).tobytes())
         cache = ReadCache(build_dir, {"v": CACHE_VERSION, "tflite": tflite_sha,
+                                      "network": weights.hexdigest(),
+                                      "input_scale": H.INPUT_SCALE,
                                       "passes": cfg.hands.passes, "roi": [cfg.hands.roi_scale,
                                                                           cfg.hands.roi_shift],
                                       "runtime": net.backend.name})

@@ -356,7 +356,7 @@ def test_expected_faults_are_one_line(case, tmp_path, models, capsys):
             "bad_roi": "--roi 1,2", "empty_roi": "the box is empty",
             "not_a_model": "is neither a .h5 (Keras, PC) nor an .xmodel", "record_dir":
             "does not exist",
-            "bench_no_csv": "--bench needs --csv", "bad_manifest": "not readable JSON",
+            "bench_no_csv": "--bench needs --eval-photos DIR", "bad_manifest": "not readable JSON",
             "csv_missing": "not found"}[case]
     assert want in line, line
 
@@ -383,7 +383,7 @@ def test_bad_scoring_inputs_are_reported_before_the_model_loads(models, capsys, 
             "summary_json_a_folder": ["--source", str(TEST_CSV), "--summary-json",
                                       str(tmp_path)]}[case]
     rc = app.main(["--model", models["float"], "--no-display", *args])
-    want = {"bench_no_csv": "--bench needs --csv", "csv_missing": "t.csv.gz: file not found",
+    want = {"bench_no_csv": "--bench needs --eval-photos DIR", "csv_missing": "t.csv.gz: file not found",
             "photos_missing": "photo folder not found",
             "photos_empty": "--eval-photos (empty): photo folder not found",
             "photos_a_file": "is a file, not a folder",
