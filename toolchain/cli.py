@@ -104,6 +104,11 @@ def cmd_show(cfg, args) -> int:
         raise UserError(f"{path} does not exist: run 'make train' first")
     from model.evaluate import headline
     m = json.loads(path.read_text())
+    if m.get("kind") == "landmarks":
+        print(f"{headline(m['sets'])}; app threshold {m['threshold']:.2f}; {m['network']} "
+              f"network, {m['passes']} passes; stage {m['stage_seconds']:.0f}s; model "
+              f"{build / 'train' / 'model.h5'}")
+        return 0
     print(f"{headline(m['sets'])}; app threshold {m['threshold']:.2f}; {m['epochs_run']} epoch"
           f"{'s' if m['epochs_run'] != 1 else ''}, training {m['train_seconds']:.0f}s; model "
           f"{build / 'train' / 'model.h5'}")
