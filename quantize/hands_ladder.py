@@ -261,17 +261,19 @@ def quantize_hands(cfg, build_dir: Path) -> dict:
     threshold = man["recognition"]["threshold"]
     calib = crops_of(refs["calib_files"], refs["calib_squares"], limit=cfg.quantize.calib_size,
                      seed=cfg.seed + 7)
+    import dataclasses
+    qcfg = dataclasses.replace(cfg.quantize, include_fast_ft=cfg.quantize.landmarks_fast_ft)
     print(f"quantizing with {impl}: strategy {strategy}, {len(calib)} calibration hand crops "
           f"(first-pass and re-cut squares of training photos), CLE "
-          f"{'on' if cfg.quantize.include_cle else 'off'}, fast fine-tune "
-          f"{'on' if cfg.quantize.include_fast_ft else 'off'}", flush=True)
+          f"{'on' if qcfg.include_cle else 'off'}, fast fine-tune "
+          f"{'on' if qcfg.include_fast_ft else 'off'} (quantize.landmarks_fast_ft)", flush=True)
     from quantize.dwsplit import split_depthwise
-    deploy = split_depthwise(model, cfg.hands.int8_dw_groups)
-    print(f"depthwise layers split by weight magnitude into up to {cfg.hands.int8_dw_groups} "
+    deploy = split_depthwise(model, cfg.quantize.dw_split_groups)
+    print(f"depthwise layers split by weight magnitude into up to {cfg.quantize.dw_split_groups} "
           f"groups for int8 ({len(model.layers)} -> {len(deploy.layers)} layers; the same "
           f"function in float: quantize/dwsplit.py)", flush=True)
     qmodel = run_quantizer(VitisQuantizer, quantize_scope, strategy, deploy,
-                           H.to_input(calib), cfg.quantize)
+                           H.to_input(calib), qcfg)
     del calib
     q_out = S.out(cfg, build_dir, "quantize", "model")
     out_dir, q_name = q_out.parent, q_out.name

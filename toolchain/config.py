@@ -271,10 +271,7 @@ class HandsConfig:
                              "guide square (shift +-20 %, size x0.8-1.6): landmarks as a "
                              "person's misplaced hand gives them", min=0, max=8)
     batch: int = opt(32, "crops per network call when reading photos", min=1, max=512)
-    int8_dw_groups: int = opt(4, "quantize: each depthwise layer split into up to this many "
-                              "layers by weight magnitude (summed: the same function), so "
-                              "per-tensor power-of-two int8 keeps its small channels; 1 = off "
-                              "(quantize/dwsplit.py)", min=1, max=8)
+
     classifier: HandClassifierConfig = section(HandClassifierConfig)
 
 
@@ -326,6 +323,13 @@ class QuantizeConfig:
                              "that int8 beat float by that much", min=-100.0)
     max_photo_drop_pt: float = opt(1.0, "the same for the photo validation top-1",
                                    min=-100.0)
+    dw_split_groups: int = opt(4, "model.kind landmarks: each depthwise layer split into up to "
+                               "this many layers by weight magnitude (summed: the same "
+                               "function), so per-tensor power-of-two int8 keeps its small "
+                               "channels; 1 = off (quantize/dwsplit.py)", min=1, max=8)
+    landmarks_fast_ft: bool = opt(False, "model.kind landmarks: fast fine-tuning (AdaQuant; "
+                                  "include_fast_ft is the CNN's): over 167 layers of 224 px "
+                                  "crops it takes hours on a CPU")
 
 
 @dataclass

@@ -122,7 +122,7 @@ STAGES: Dict[str, Stage] = {s.name: s for s in (
                                                "dpu_app/evaluate.py")),
     Stage("quantize", "quantize.quantize:quantize", "int8 pof2s quantization, DPU check, "
           "accuracy ladder (build/quantize/, build/ladder/)",
-          sections=("seed", "data", "model", "train", "hands", "quantize"),
+          sections=("seed", "data", "model", "train", "quantize"),
           inputs=lambda cfg: ({"frozen": FREEZE_OUT["frozen"], "io": FREEZE_OUT["io"]}
                               if cfg.quantize.flow == "tf1" else
                               {"model": FREEZE_OUT["model"], "metrics": FREEZE_OUT["metrics"],
