@@ -39,7 +39,7 @@ TC      := $(PY) -m toolchain
 help:  # one shell command: `make help | head` ends quietly when head stops reading
 	@{ \
 	  echo "make setup        create $(VENV) from requirements/host-lock.txt (python3.11, no resolver)"; \
-	  echo "make train        train on Sign MNIST + real photos -> $(BUILD)/train/ (model, labels, manifest, reports)"; \
+	  echo "make train        train the letter reader on the shipped photos (hand-landmark network; SET=model.kind=cnn: the Sign MNIST CNN) -> $(BUILD)/train/"; \
 	  echo "make lr-find      LR range test -> $(BUILD)/lr_find/lr_find.png + suggested 1cycle max lr"; \
 	  echo "make freeze       inference-only .h5 + frozen .pb, checked against the float model -> $(BUILD)/freeze/"; \
 	  echo "make quantize     int8 pof2s quantization + DPU check + accuracy ladder -> $(BUILD)/quantize/, $(BUILD)/ladder/"; \
@@ -56,7 +56,7 @@ help:  # one shell command: `make help | head` ends quietly when head stops read
 	  echo "make demo         one-minute demo: photos of hands spell WORD=HELLO in a looped clip, read live by the trained model"; \
 	  echo "make app          the live app on this PC (int8 model; MODEL=file.h5): SOURCE=0|/dev/video0|clip.mp4 APP_ARGS=..."; \
 	  echo "make eval-photos  DIR=photos/ [MODEL=...]: score a labelled photo folder with the app's pipeline"; \
-	  echo "make bench-app    app benchmark [MODEL=...]: Sign MNIST test + validation photos, images/s, 640x480 frames/s"; \
+	  echo "make bench-app    app benchmark [MODEL=...]: validation photos, 640x480 frames/s, ms per step (cnn: also Sign MNIST test, images/s)"; \
 	  echo "make test         run the tests (what CI runs)"; \
 	  echo "make test-all     also the slow checks (a full default training)"; \
 	  echo "make bench-train  benchmark: train the default config from scratch, print the figures and wall time"; \
