@@ -125,14 +125,21 @@ class FpsMeter:
 
 
 class FrameProcessor:
-    """One frame through preprocess, infer, smoothing, spelling and overlay, timed."""
+    """One frame through preprocess, infer, smoothing, spelling and overlay, timed.
+
+    Subclasses change only how a frame becomes the labels' probabilities (`_probs`); the
+    decision, the state, spelling and the overlay are this class's, once."""
 
     def __init__(self, backend, roi: Roi, threshold: float = 0.5, smooth: float = 0.5,
                  stable: int = 8, gap: int = 15, draw: bool = True, flip: bool = False,
                  mirror: bool = False):
         self.backend = backend
-        self.labels = backend.labels
         self.pp: Preprocess = backend.preprocess
+        self._x = np.empty((1, *backend.input_shape), np.float32)
+        self._setup(backend.labels, roi, threshold, smooth, stable, gap, draw, flip, mirror)
+
+    def _setup(self, labels, roi, threshold, smooth, stable, gap, draw, flip, mirror) -> None:
+        self.labels = labels
         self.roi = roi
         self.threshold = threshold
         self.smoother = Smoother(smooth)
@@ -143,20 +150,25 @@ class FrameProcessor:
         self.panel = True          # False: only the guide box (the web page shows the state)
         self.flip = flip
         self.mirror = mirror       # average with the mirror image's prediction (the manifest's)
-        self._x = np.empty((1, *backend.input_shape), np.float32)
         self._nothing = self.labels.index(NO_HAND) if NO_HAND in self.labels else -1
         self.frames = 0
         self.dropped = 0
 
-    def process(self, image: np.ndarray, capture_ms: float = 0.0) -> tuple[dict, np.ndarray | None]:
-        import cv2
+    def _probs(self, image: np.ndarray, roi) -> tuple:
+        """(probabilities over the labels, {stage: ms}, extra state, overlay thumbnail)."""
         t0 = time.perf_counter()
-        if self.flip:
-            image = cv2.flip(image, 1)
-        roi = self.roi.resolve(*image.shape[:2])
         crop_to_input(image, roi, self.pp, out=self._x[0])
         t1 = time.perf_counter()
         probs = app_probs(self.backend.infer, self._x, self.mirror)[0]
+        t2 = time.perf_counter()
+        return probs, {"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3}, {}, self._x[0]
+
+    def process(self, image: np.ndarray, capture_ms: float = 0.0) -> tuple[dict, np.ndarray | None]:
+        import cv2
+        if self.flip:
+            image = cv2.flip(image, 1)
+        roi = self.roi.resolve(*image.shape[:2])
+        probs, stage_ms, extra, thumb = self._probs(image, roi)
         t2 = time.perf_counter()
         sm = self.smoother.update(probs)
         order = np.argsort(sm)[::-1][:3]
@@ -169,8 +181,8 @@ class FrameProcessor:
         self.frames += 1
         fps = self.fps.tick(t2)
         self.timer.add("capture", capture_ms)
-        self.timer.add("preprocess", (t1 - t0) * 1e3)
-        self.timer.add("infer", (t2 - t1) * 1e3)
+        for k, v in stage_ms.items():
+            self.timer.add(k, v)
         state = {
             "letter": letter,
             "confidence": round(conf, 4),
@@ -183,10 +195,11 @@ class FrameProcessor:
             "threshold": self.threshold,
             "raw_letter": self.labels[int(np.argmax(probs))],
             "added": added,
+            **extra,
         }
         canvas = None
         if self.draw:
-            canvas = overlay.draw(image, roi, state, self._x[0], self.speller.progress,
+            canvas = overlay.draw(image, roi, state, thumb, self.speller.progress,
                                   panel=self.panel)
             t3 = time.perf_counter()
             self.timer.add("overlay", (t3 - t2) * 1e3)
@@ -202,24 +215,11 @@ class HandFrameProcessor(FrameProcessor):
     square's other sizes (`retry_scales`) on successive frames until a hand is found."""
 
     def __init__(self, pipe, roi: Roi, threshold: float = 0.5, smooth: float = 0.5,
-                 stable: int = 8, gap: int = 15, draw: bool = True, flip: bool = False,
-                 labels=None):
+                 stable: int = 8, gap: int = 15, draw: bool = True, flip: bool = False):
         self.backend = None
         self.pipe = pipe
-        self.labels = list(pipe.labels)
-        self.roi = roi
-        self.threshold = threshold
-        self.smoother = Smoother(smooth)
-        self.speller = Speller(stable=stable, gap=gap)
-        self.timer = StageTimer()
-        self.fps = FpsMeter()
-        self.draw = draw
-        self.panel = True
-        self.flip = flip
-        self.mirror = pipe.mirror
-        self._nothing = self.labels.index(NO_HAND) if NO_HAND in self.labels else -1
-        self.frames = 0
-        self.dropped = 0
+        self._setup(list(pipe.labels), roi, threshold, smooth, stable, gap, draw, flip,
+                    pipe.mirror)
         self.track = None             # the square the next frame starts from, or None
         self._retry = 0
         self.passes_run = 0
@@ -238,9 +238,7 @@ class HandFrameProcessor(FrameProcessor):
             s = scales[self._retry % len(scales)]
             start = H.guide_square((x, y, x + w, y + h), c.guide_scale * s)
             passes = c.passes
-        t0 = time.perf_counter()
         hand = self.pipe.read([image], [start], passes=passes, batch=1)[0]
-        t1 = time.perf_counter()
         present = hand.presence >= c.presence
         tracked = self.track is not None and present
         if present:
@@ -250,54 +248,19 @@ class HandFrameProcessor(FrameProcessor):
             self.track = None
             self._retry += 1
         self.passes_run += passes
-        return hand, tracked, passes, (t1 - t0) * 1e3
+        return hand, tracked, passes
 
-    def process(self, image: np.ndarray, capture_ms: float = 0.0) -> tuple[dict, np.ndarray | None]:
-        import cv2
+    def _probs(self, image: np.ndarray, roi) -> tuple:
         t0 = time.perf_counter()
-        if self.flip:
-            image = cv2.flip(image, 1)
-        roi = self.roi.resolve(*image.shape[:2])
-        hand, tracked, passes, net_ms = self._read(image, roi)
+        hand, tracked, passes = self._read(image, roi)
         t1 = time.perf_counter()
         probs = self.pipe.probs([hand])[0]
         t2 = time.perf_counter()
-        sm = self.smoother.update(probs)
-        order = np.argsort(sm)[::-1][:3]
-        top = int(order[0])
-        conf = float(sm[top])
-        letter = self.labels[top] if conf >= self.threshold and top != self._nothing else None
-        added = self.speller.update(letter)
-        self.frames += 1
-        fps = self.fps.tick(t2)
-        self.timer.add("capture", capture_ms)
-        self.timer.add("network", net_ms)
-        self.timer.add("classifier", (t2 - t1) * 1e3)
         present = hand.presence >= self.pipe.c.presence
-        state = {
-            "letter": letter,
-            "confidence": round(conf, 4),
-            "top3": [[self.labels[int(i)], round(float(sm[int(i)]), 4)] for i in order],
-            "text": self.speller.text,
-            "fps": round(fps, 2),
-            "ms": {k: round(v, 3) for k, v in self.timer.avg.items()},
-            "frames": self.frames,
-            "dropped": self.dropped,
-            "threshold": self.threshold,
-            "raw_letter": self.labels[int(np.argmax(probs))],
-            "added": added,
-            "hand": {"presence": round(hand.presence, 4), "tracked": tracked,
-                     "passes": passes,
-                     "landmarks": [[round(float(a), 1), round(float(b), 1)]
-                                   for a, b in hand.landmarks[:, :2]] if present else [],
-                     "square": [[round(float(a), 1), round(float(b), 1)]
-                                for a, b in hand.square.corners()] if present else []},
-        }
-        canvas = None
-        if self.draw:
-            canvas = overlay.draw(image, roi, state, None, self.speller.progress,
-                                  panel=self.panel)
-            t3 = time.perf_counter()
-            self.timer.add("overlay", (t3 - t2) * 1e3)
-            state["ms"]["overlay"] = round(self.timer.avg["overlay"], 3)
-        return state, canvas
+
+        def points(pts):
+            return [[round(float(a), 1), round(float(b), 1)] for a, b in pts] if present else []
+        extra = {"hand": {"presence": round(hand.presence, 4), "tracked": tracked,
+                          "passes": passes, "landmarks": points(hand.landmarks[:, :2]),
+                          "square": points(hand.square.corners())}}
+        return probs, {"network": (t1 - t0) * 1e3, "classifier": (t2 - t1) * 1e3}, extra, None
