@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from model_choices import fmt as pct
 from trainrun import REPO, machine_line, train_run
 
 CHOICES = {
@@ -49,14 +50,6 @@ def app_eval(build: Path, jitter: int | None) -> dict:
         raise SystemExit(f"error: {' '.join(cmd)} failed: "
                          f"{(r.stderr.strip().splitlines() or ['?'])[-1]}")
     return json.loads(out.read_text())["sets"]
-
-
-def pct(vals):
-    vals = [v for v in vals if v is not None]
-    if not vals:
-        return "-"
-    s = f"{sum(vals) / len(vals) * 100:.1f} %"
-    return s + (f" ({min(vals) * 100:.1f}-{max(vals) * 100:.1f})" if len(vals) > 1 else "")
 
 
 def main() -> int:

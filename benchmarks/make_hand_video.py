@@ -19,12 +19,9 @@ so the frames the app reads are the frames written.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
-import shutil
 import string
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -63,25 +60,11 @@ def choose_photos(folder, letters, seed: int) -> dict:
     return chosen
 
 
-def letter_frame(photo, roi, tmp: str) -> np.ndarray:
-    """The 640x480 frame of one photo with its hand box in the guide box, made by
-    dpu_app.bench.photo_frames, which draws from a whole folder: so it is given a folder that
-    holds only this photo (a link to it) and its manifest row."""
-    from dpu_app.bench import photo_frames
-    from dpu_app.datasets import BOX_COLS
-    root = os.path.join(tmp, f"{photo.label}_{len(os.listdir(tmp))}")
-    os.makedirs(os.path.join(root, photo.label))
-    name = os.path.basename(photo.path)
-    try:
-        os.symlink(os.path.abspath(photo.path), os.path.join(root, photo.label, name))
-    except OSError:                                     # no symlinks (Windows without rights)
-        shutil.copyfile(photo.path, os.path.join(root, photo.label, name))
-    with open(os.path.join(root, "manifest.csv"), "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["file", "letter", *BOX_COLS])
-        w.writerow([f"{photo.label}/{name}", photo.label, *(repr(float(v)) for v in photo.box)])
-    frames, _ = photo_frames(root, roi, count=1, hold=1, size=SIZE)
-    return frames[0]
+def letter_frame(photo, roi) -> np.ndarray:
+    """The 640x480 frame of one photo with its hand box in the guide box (the benchmark's
+    dpu_app.bench.hand_frame; a damaged photo is one line naming it)."""
+    from dpu_app.bench import hand_frame
+    return hand_frame(photo, roi, SIZE)
 
 
 def write_video(path: str, word: str, frames: dict, hold: int = HOLD, blank: int = BLANK,
@@ -139,7 +122,7 @@ def main(argv=None) -> int:
         return fail(f"{a.out}: use an .avi name (the video is lossless FFV1 in AVI)")
     if not Path(a.out).resolve().parent.is_dir():
         return fail(f"{a.out}: folder {Path(a.out).resolve().parent} does not exist")
-    from dpu_app.datasets import read_photo, scan_photo_folder
+    from dpu_app.datasets import scan_photo_folder
     from dpu_app.errors import AppError
     try:
         folder = scan_photo_folder(a.photos, verify=False)
@@ -154,11 +137,7 @@ def main(argv=None) -> int:
             return fail(f"{a.photos} has no photo{boxes} of {', '.join(missing)}{why}: spell "
                         f"the word without {'it' if len(missing) == 1 else 'them'}")
         roi = guide_roi()
-        with tempfile.TemporaryDirectory(prefix="hand_video_") as tmp:
-            frames = {}
-            for c, p in photos.items():
-                read_photo(p)          # a damaged photo: one line naming it, not the link
-                frames[c] = letter_frame(p, roi, tmp)
+        frames = {c: letter_frame(p, roi) for c, p in photos.items()}
         n = write_video(a.out, word, frames, hold=a.hold)
     except AppError as e:
         return fail(str(e))

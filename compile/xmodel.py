@@ -136,6 +136,12 @@ def _expect(wire: int, want: int, what: str) -> None:
                    f"{names.get(want, want)}")
 
 
+def _text(data: bytes, wire: int, span, what: str) -> str:
+    """A length-delimited field holding text."""
+    _expect(wire, 2, what)
+    return _str(data, span, what)
+
+
 def _str(data: bytes, span, what: str) -> str:
     try:
         return data[span[0]:span[1]].decode("utf-8")
@@ -215,8 +221,7 @@ def _map_entry(data: bytes, span, what: str, value_fn):
     key, value = "", None
     for f, w, v in _fields(data, *span):
         if f == 1:
-            _expect(w, 2, f"a key in {what}")
-            key = _str(data, v, f"a key in {what}")
+            key = _text(data, w, v, f"a key in {what}")
         elif f == 2:
             value = (w, v)
     return key, (value_fn(*value, key) if value is not None else None)
@@ -345,8 +350,7 @@ def _tensor(data: bytes, span, op_name: str) -> Tensor:
     name, dims, dtype, bits, attrs = "", [], 6, 0, {}
     for f, w, v in _fields(data, *span):
         if f == 1:
-            _expect(w, 2, f"{what}'s name")
-            name = _str(data, v, f"{what}'s name")
+            name = _text(data, w, v, f"{what}'s name")
         elif f == 2:
             if w == 2:                                            # packed uint32s
                 p = v[0]
@@ -373,11 +377,9 @@ def _op(data: bytes, span, index: int) -> Op:
     name, type_, attrs, inputs, tensor = "", "", {}, OrderedDict(), None
     for f, w, v in _fields(data, *span):
         if f == 1:
-            _expect(w, 2, f"the name of op #{index}")
-            name = _str(data, v, f"the name of op #{index}")
+            name = _text(data, w, v, f"the name of op #{index}")
         elif f == 2:
-            _expect(w, 2, f"the type of op #{index}")
-            type_ = _str(data, v, f"the type of op #{index}")
+            type_ = _text(data, w, v, f"the type of op #{index}")
         elif f == 3:
             _expect(w, 2, f"the attributes of op #{index}")
             _attr_map(data, v, attrs, f"the attributes of op #{index}")
@@ -386,11 +388,9 @@ def _op(data: bytes, span, index: int) -> Op:
             arg, srcs = "", []
             for af, aw, av in _fields(data, *v):
                 if af == 1:
-                    _expect(aw, 2, f"an argument name of op #{index}")
-                    arg = _str(data, av, f"an argument name of op #{index}")
+                    arg = _text(data, aw, av, f"an argument name of op #{index}")
                 elif af == 2:
-                    _expect(aw, 2, f"an argument of op #{index}")
-                    srcs.append(_str(data, av, f"an argument of op #{index}"))
+                    srcs.append(_text(data, aw, av, f"an argument of op #{index}"))
             inputs.setdefault(arg, []).extend(srcs)
         elif f == 5:
             _expect(w, 2, f"the output tensor of op #{index}")
@@ -408,11 +408,9 @@ def _subgraph(data: bytes, span, depth: int) -> Subgraph:
     name, attrs, ops, children = "", {}, [], []
     for f, w, v in _fields(data, *span):
         if f == 1:
-            _expect(w, 2, "a subgraph name")
-            name = _str(data, v, "a subgraph name")
+            name = _text(data, w, v, "a subgraph name")
         elif f == 3:
-            _expect(w, 2, f"an op name of subgraph '{name}'")
-            ops.append(_str(data, v, f"an op name of subgraph '{name}'"))
+            ops.append(_text(data, w, v, f"an op name of subgraph '{name}'"))
         elif f == 5:
             _expect(w, 2, f"the attributes of subgraph '{name}'")
             _attr_map(data, v, attrs, f"the attributes of subgraph '{name}'")

@@ -245,16 +245,28 @@ def bench_frames(processor, frames: list, truth: list | None, n: int) -> dict:
     return out
 
 
-def photo_frames(root: str, roi, count: int, hold: int = 10, size=(640, 480), seed: int = 0):
-    """640x480 frames of a still hand each, for the hand pipeline: photos of a labelled folder
-    (with hand boxes) scaled and moved so that the hand box fills the app's guide box, each
-    held for `hold` frames (a person holding a letter: the first frame searches, the rest are
-    tracked). Returns (frames, truth letters)."""
+def hand_frame(photo, roi, size=(640, 480)) -> np.ndarray:
+    """A frame of `size` with the photo scaled and moved so that its hand box fills the app's
+    guide box (`roi`, a processing.Roi); the border is the photo's own edge, replicated."""
     import cv2
-    from .contract import NO_HAND
-    from .datasets import box_pixels, read_photo, scan_photo_folder
+    from .datasets import box_pixels, read_photo
     w, h = size
     gx, gy, gw, gh = roi.resolve(h, w)
+    img = read_photo(photo)
+    x0, y0, x1, y1 = box_pixels(photo, img.shape[1], img.shape[0])
+    k = min(gw, gh) / max(x1 - x0, y1 - y0)
+    m = np.array([[k, 0, gx + gw / 2 - k * (x0 + x1) / 2],
+                  [0, k, gy + gh / 2 - k * (y0 + y1) / 2]], np.float64)
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def photo_frames(root: str, roi, count: int, hold: int = 10, size=(640, 480), seed: int = 0):
+    """640x480 frames of a still hand each, for the hand pipeline: photos of a labelled folder
+    (with hand boxes) placed by `hand_frame`, each held for `hold` frames (a person holding a
+    letter: the first frame searches, the rest are tracked). Returns (frames, truth letters)."""
+    from .contract import NO_HAND
+    from .datasets import scan_photo_folder
     pf = scan_photo_folder(root, verify=False)
     photos = [p for p in pf.photos if p.label != NO_HAND and p.box is not None]
     if not photos:
@@ -263,14 +275,7 @@ def photo_frames(root: str, roi, count: int, hold: int = 10, size=(640, 480), se
     frames, truth = [], []
     for i in rng.permutation(len(photos))[:max(1, count // hold)]:
         p = photos[int(i)]
-        img = read_photo(p)
-        x0, y0, x1, y1 = box_pixels(p, img.shape[1], img.shape[0])
-        k = min(gw, gh) / max(x1 - x0, y1 - y0)
-        m = np.array([[k, 0, gx + gw / 2 - k * (x0 + x1) / 2],
-                      [0, k, gy + gh / 2 - k * (y0 + y1) / 2]], np.float64)
-        f = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REPLICATE)
-        frames += [f] * hold
+        frames += [hand_frame(p, roi, size)] * hold
         truth += [p.label] * hold
     return frames, truth
 

@@ -223,7 +223,6 @@ def _photo_sha(photo) -> str:
 
 
 def _size(photo) -> tuple:
-    import cv2
     img = _Image(photo)()
     return img.shape[1], img.shape[0]
 

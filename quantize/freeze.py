@@ -132,6 +132,19 @@ def run_frozen(graph_def, in_name: str, out_name: str, x: np.ndarray, batch: int
                                for i in range(0, len(x), batch)])
 
 
+def trained_model(cfg, build_dir: Path):
+    """(path, tf, model): the freeze stage's input model, loaded, or one line naming it."""
+    src = S.inp(cfg, build_dir, "freeze", "model")
+    if not src.exists():
+        raise UserError(f"{src} does not exist: run 'make train' first")
+    tf = configure_tf(cfg)
+    try:
+        model = tf.keras.models.load_model(str(src), compile=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{src}: not a loadable Keras .h5 ({e}); run 'make train' again") from None
+    return src, tf, model
+
+
 def freeze(cfg, build_dir: str | Path) -> dict:
     if cfg.model.kind == "landmarks":
         from quantize.hands_ladder import freeze_hands
@@ -139,15 +152,8 @@ def freeze(cfg, build_dir: str | Path) -> dict:
     from model.bundle import write_model_bundle
     from model.evaluate import load_heldout
     build_dir = Path(build_dir)
-    src = S.inp(cfg, build_dir, "freeze", "model")
-    if not src.exists():
-        raise UserError(f"{src} does not exist: run 'make train' first")
     t0 = time.monotonic()
-    tf = configure_tf(cfg)
-    try:
-        model = tf.keras.models.load_model(str(src), compile=False)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{src}: not a loadable Keras .h5 ({e}); run 'make train' again") from None
+    src, tf, model = trained_model(cfg, build_dir)
     classes, sets = load_heldout(S.inp(cfg, build_dir, "freeze", "heldout"))
     train_man = read_manifest(S.inp(cfg, build_dir, "freeze", "manifest").parent)
     inference = strip_dropout(model)

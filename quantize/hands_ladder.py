@@ -11,7 +11,6 @@ app will feed.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -103,7 +102,7 @@ def landmark_error(net, crops: np.ndarray, ref_lm: np.ndarray) -> dict:
     pixels of the 224 input: mean, 95th percentile, max."""
     if not len(crops):
         return {}
-    lm = np.concatenate([H.decode(net(crops[i:i + 32]))[0] for i in range(0, len(crops), 32)])
+    lm = _landmarks(net, crops)
     d = np.sqrt(((lm[..., :2] - ref_lm[..., :2]) ** 2).sum(-1))
     return {"mean_px": round(float(d.mean()), 3), "p95_px": round(float(np.percentile(d, 95)), 3),
             "max_px": round(float(d.max()), 3), "crops": int(len(crops))}
@@ -140,20 +139,11 @@ def describe(name: str, scores: dict, lm_err: dict | None = None) -> str:
 
 # --------------------------------------------------------------------------- freeze
 def freeze_hands(cfg, build_dir: Path) -> dict:
-    from quantize.freeze import freeze_graph, read_manifest, tf115_problems
-    from model.bundle import write_model_bundle  # noqa: F401
+    from quantize.freeze import freeze_graph, read_manifest, tf115_problems, trained_model
     from toolchain.artifacts import atomic_write_json, provenance, staged_dir
     from toolchain.ladder import where_label
-    from toolchain.tfsetup import configure_tf
-    src = S.inp(cfg, build_dir, "freeze", "model")
-    if not src.exists():
-        raise UserError(f"{src} does not exist: run 'make train' first")
     t0 = time.monotonic()
-    tf = configure_tf(cfg)
-    try:
-        model = tf.keras.models.load_model(str(src), compile=False)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{src}: not a loadable Keras .h5 ({e}); run 'make train' again") from None
+    src, tf, model = trained_model(cfg, build_dir)
     train_dir = src.parent
     man = read_manifest(train_dir)
     refs = load_refs(S.inp(cfg, build_dir, "freeze", "heldout"))
@@ -235,21 +225,12 @@ def _bundle(stage: Path, model_path: Path, man: dict, threshold: float, how: str
 # --------------------------------------------------------------------------- quantize
 def quantize_hands(cfg, build_dir: Path) -> dict:
     from quantize.freeze import read_manifest
-    from quantize.quantize import (_check_drop, _read_json, dpu_check_report, quantizer_api,
+    from quantize.quantize import (_check_drop, _read_json, checked_model, quantizer_api,
                                    run_quantizer, vitis_inspect)
-    from toolchain import ladder as L
     from toolchain.artifacts import atomic_write_json, provenance, staged_dir
     from toolchain.runners import execution_context
-    from toolchain.tfsetup import configure_tf
-    src = S.inp(cfg, build_dir, "quantize", "model")
-    if not src.exists():
-        raise UserError(f"{src} does not exist: run 'make freeze' first")
     t0 = time.monotonic()
-    tf = configure_tf(cfg)
-    model = tf.keras.models.load_model(str(src), compile=False)
-    check = dpu_check_report(model)
-    if not check["ok"]:
-        raise UserError("DPU check failed: " + "; ".join(check["problems"]))
+    src, tf, model, check = checked_model(cfg, build_dir)
     VitisQuantizer, quantize_scope, strategy, impl = quantizer_api()
     freeze_dir = src.parent
     freeze_m = _read_json(S.inp(cfg, build_dir, "quantize", "metrics")) or {}

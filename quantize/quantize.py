@@ -147,15 +147,8 @@ def quantize(cfg, build_dir: str | Path) -> dict:
         from quantize.hands_ladder import quantize_hands
         return quantize_hands(cfg, build_dir)
     from model.evaluate import load_heldout, predict_heldout, score_sets
-    src = S.inp(cfg, build_dir, "quantize", "model")
-    if not src.exists():
-        raise UserError(f"{src} does not exist: run 'make freeze' first")
     t0 = time.monotonic()
-    tf = configure_tf(cfg)
-    model = tf.keras.models.load_model(str(src), compile=False)
-    check = dpu_check_report(model)
-    if not check["ok"]:
-        raise UserError("DPU check failed: " + "; ".join(check["problems"]))
+    src, tf, model, check = checked_model(cfg, build_dir)
     VitisQuantizer, quantize_scope, strategy, impl = quantizer_api()
     size = int(model.input_shape[1])
     classes, sets = load_heldout(S.inp(cfg, build_dir, "quantize", "heldout"))
@@ -198,6 +191,20 @@ def quantize(cfg, build_dir: str | Path) -> dict:
         _check_drop(cfg, ladder)
     print(f"quantized: {q_out}")
     return metrics
+
+
+def checked_model(cfg, build_dir: Path):
+    """(path, tf, model, DPU check report) of the quantize stage's input: the inference model,
+    loaded and checked against the DPU before any quantizing."""
+    src = S.inp(cfg, build_dir, "quantize", "model")
+    if not src.exists():
+        raise UserError(f"{src} does not exist: run 'make freeze' first")
+    tf = configure_tf(cfg)
+    model = tf.keras.models.load_model(str(src), compile=False)
+    check = dpu_check_report(model)
+    if not check["ok"]:
+        raise UserError("DPU check failed: " + "; ".join(check["problems"]))
+    return src, tf, model, check
 
 
 def int8_threshold(preds: dict, classes, rcfg, float_threshold: float, float_how: str):
