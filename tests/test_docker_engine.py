@@ -33,9 +33,10 @@ from toolchain.config import REPO_ROOT
 
 pytestmark = pytest.mark.docker
 
-# A small, quick training: 432 training rows, a narrow network, no early stop. Epochs are
-# per test: enough that a signal sent after epoch 1 lands mid-training.
-SMALL = ["data.train_limit=480", "data.test_limit=200", "train.progress=none",
+# A small, quick training of the Sign MNIST CNN (the model kind with epochs and a resume
+# checkpoint; the default landmark kind has neither): 432 training rows, a narrow network, no
+# early stop. Epochs are per test: enough that a signal sent after epoch 1 lands mid-training.
+SMALL = ["model.kind=cnn", "data.train_limit=480", "data.test_limit=200", "train.progress=none",
          "train.early_stopping.enabled=false", "model.widths=[8,16]", "model.dense_units=32",
          "train.batch_size=64"]
 VENV = Path(sys.prefix)
