@@ -16,10 +16,17 @@ def run(repo_root, build, *extra, **kw):
                            *QUICK, *extra], cwd=repo_root, capture_output=True, text=True, **kw)
 
 
+def _default_sigint():
+    # Ctrl-C at a terminal: SIGINT at its default. A test run started as a background job of
+    # a script (`.ci/run &`) inherits SIGINT ignored, and Python then keeps it ignored.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(repo_root, build, *extra):
     return subprocess.Popen([sys.executable, "-m", "toolchain", "train", "--build-dir",
                              str(build), *QUICK, *extra], cwd=repo_root,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
 
 
 def saved_epoch(state_file) -> int:
