@@ -7,9 +7,11 @@ Rounds the float network's weights the way the DPU stores them (one power-of-two
 tensor, int8), layer type by layer type, keeps activations float, and prints how far the
 landmarks move against the float network (mean distance in pixels of the 224 px input) on
 real hand crops (the calibration squares make train recorded). Also the same with the
-depthwise layers split by weight magnitude (quantize/dwsplit.py), and with per-channel
-depthwise weights (what a per-channel quantizer would give; the DPU has none). The real
-quantizer (make quantize) adds activation rounding on top: its ladder has the full figure.
+depthwise layers split by weight magnitude (quantize/dwsplit.py), with per-channel depthwise
+weights (what a per-channel quantizer would give; the DPU has none), with the biases rounded
+too (the DPU's biases are int8 as well), and with the expand convolutions split by output
+channel (quantize.conv_split_groups). The real quantizer (make quantize) adds activation
+rounding on top: its ladder has the full figure.
 """
 import argparse
 import sys
@@ -52,7 +54,7 @@ def main() -> int:
     model = tf.keras.models.load_model(str(model_path), compile=False)
     ref = H.decode(model.predict(x, verbose=0))[0]
 
-    def moved(m, kinds, per_channel_dw=False):
+    def moved(m, kinds, per_channel_dw=False, bias=False):
         orig = [layer.get_weights() for layer in m.layers]
         for layer, w in zip(m.layers, orig):
             kind = type(layer).__name__
@@ -64,7 +66,8 @@ def main() -> int:
                               for c in range(k.shape[2])], axis=2)
             else:
                 q = pof2(k, tensor_fix(k))
-            layer.set_weights([q] + w[1:])
+            rest = [pof2(b, tensor_fix(b)) for b in w[1:]] if bias else w[1:]
+            layer.set_weights([q] + rest)
         got = H.decode(m.predict(x, verbose=0))[0]
         for layer, w in zip(m.layers, orig):
             layer.set_weights(w)
@@ -78,11 +81,15 @@ def main() -> int:
             ("all, depthwise split (quantize/dwsplit.py, 4 groups)",
              moved(split_depthwise(model, 4), everything)),
             ("all, depthwise per channel (not available on the DPU)",
-             moved(model, everything, per_channel_dw=True))]
+             moved(model, everything, per_channel_dw=True)),
+            ("all + biases, depthwise split", moved(split_depthwise(model, 4), everything,
+                                                    bias=True)),
+            ("all + biases, depthwise and expand convolutions split (make quantize)",
+             moved(split_depthwise(model, 4, 4), everything, bias=True))]
     print(f"landmark error against the float network, weights rounded to int8 power-of-two, "
           f"activations float; {len(x)} hand crops of {build}:")
     for name, px in rows:
-        print(f"  {name:55s} {px:6.2f} px")
+        print(f"  {name:72s} {px:6.2f} px")
     return 0
 
 

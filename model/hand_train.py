@@ -353,7 +353,7 @@ def train(cfg, build_dir: str | Path) -> dict:
                                 cfg, clf_sha, tflite_sha, cfg.hands.presence)})
         atomic_write_json(stage / MANIFEST_FILE, man)
         _write_heldout(stage / names["heldout"], va_hand, va_hands, tr_hands, train_photos,
-                       sel, cfg)
+                       sel, tr_jobs, tr_y)
         export_photo_folder([sel.names[i] for i in sorted(val_idx)], stage / names["photos_val"])
         _confusion(stage, va_probs, va_y, labels, sets)
         pv = sets["photos_val"]
@@ -383,9 +383,12 @@ def train(cfg, build_dir: str | Path) -> dict:
     return metrics
 
 
-def _write_heldout(path: Path, va_photos, va_hands, tr_hands, tr_photos, sel, cfg) -> None:
+def _write_heldout(path: Path, va_photos, va_hands, tr_hands, tr_photos, sel, tr_jobs,
+                   tr_y) -> None:
     """The ladder's reference (validation hands: files as in photos_val/, float landmarks,
-    presence) and the quantizer's calibration squares (training photos, config paths)."""
+    presence), the quantizer's calibration squares (training photos, config paths) and the
+    training reads' start squares and letters (quantize refits the classifier on what the
+    int8 network reads from them)."""
     names = {id(p): n for p, n in zip(sel.photos, sel.names)}
     n_tr = len(tr_photos)
     calib_files, calib_sq = [], []
@@ -401,7 +404,10 @@ def _write_heldout(path: Path, va_photos, va_hands, tr_hands, tr_photos, sel, cf
             val_landmarks=np.stack([h.landmarks for h in va_hands]) if va_hands
             else np.zeros((0, 21, 3)),
             val_presence=np.array([h.presence for h in va_hands]),
-            calib_files=np.array(calib_files), calib_squares=np.array(calib_sq))
+            calib_files=np.array(calib_files), calib_squares=np.array(calib_sq),
+            train_files=np.array([names[id(job[0].photo)] for job in tr_jobs]),
+            train_starts=np.array([[sq.cx, sq.cy, sq.side, sq.angle] for _, _, sq in tr_jobs]),
+            train_letters=np.array(tr_y, np.int64))
 
 
 def _confusion(stage: Path, probs, y, labels, sets) -> None:

@@ -13,6 +13,15 @@ The rewrite: each DepthwiseConv2D becomes up to `groups` DepthwiseConv2D layers 
 keep only the channels of one magnitude class (zeros elsewhere; the bias in the first), summed
 by Add: the same function in float, and each class gets its own power-of-two scale. Add is a
 DPU op; the depthwise layers cost `groups` times their (small) share of the MACs.
+
+The same holds for the convolutions that expand into a depthwise layer (Conv2D -> ReLU6 ->
+DepthwiseConv2D -> ReLU6 -> Conv2D): their output channels span as much, and their int8
+biases were the largest single error left (measured: one such layer's bias, rounded alone,
+moved the landmarks by 3 px). Each is split by output channel into up to `conv_groups`
+Conv2D layers (+ their ReLU6) joined by Concatenate; the concatenation permutes the channels,
+so the depthwise layer's channels and the next convolution's input channels are permuted
+the same way: the same function in float, no extra MACs, and each group gets its own weight
+and bias scale.
 """
 from __future__ import annotations
 
@@ -40,21 +49,101 @@ def channel_groups(w: np.ndarray, groups: int) -> list:
     return [np.nonzero(np.isin(fixes, b))[0] for b in bounds]
 
 
-def split_depthwise(model, groups: int = 4):
-    """A copy of a functional Keras model with every DepthwiseConv2D split as above."""
+def conv_groups_of(kernel: np.ndarray, groups: int) -> list:
+    """Output-channel index arrays of a Conv2D kernel (kh, kw, in, out), grouped as
+    channel_groups groups depthwise channels."""
+    return channel_groups(kernel.reshape(1, -1, kernel.shape[-1], 1), groups)
+
+
+def _only_consumer(layer):
+    nodes = layer._outbound_nodes
+    return nodes[0].outbound_layer if len(nodes) == 1 else None
+
+
+def expand_chains(model) -> dict:
+    """{expand conv name: (relu, depthwise, relu, next)} for every Conv2D -> ReLU ->
+    DepthwiseConv2D -> ReLU -> Conv2D chain with single consumers; `next` may also be a Dense
+    behind a GlobalAveragePooling2D (the network's head): both keep channels apart."""
+    import tensorflow as tf
+    L = tf.keras.layers
+    chains = {}
+    for layer in model.layers:
+        if type(layer) is not L.Conv2D:
+            continue
+        chain, cur = [], layer
+        for want in (L.ReLU, L.DepthwiseConv2D, L.ReLU):
+            cur = _only_consumer(cur)
+            if cur is None or type(cur) is not want:
+                break
+            chain.append(cur)
+        if len(chain) != 3:
+            continue
+        nxt = _only_consumer(cur)
+        if nxt is not None and type(nxt) is L.GlobalAveragePooling2D:
+            nxt = _only_consumer(nxt)
+            nxt = nxt if nxt is not None and type(nxt) is L.Dense else None
+        if nxt is not None and type(nxt) in (L.Conv2D, L.Dense):
+            chains[layer.name] = (*chain, nxt)
+    return chains
+
+
+def split_depthwise(model, groups: int = 4, conv_groups: int = 1):
+    """A copy of a functional Keras model with every DepthwiseConv2D split as above, and with
+    conv_groups > 1 every expand convolution too."""
     import tensorflow as tf
     layers = tf.keras.layers
     tensors = {}
     first = model.layers[0]
     inp = tf.keras.Input(shape=model.input_shape[1:], name=first.name)
     tensors[first.name] = inp
+    perm_of: dict = {}          # depthwise / next conv name -> the channel order it receives
+    skip_relu: set = set()
+    if conv_groups > 1:
+        chains = expand_chains(model)
+        for name, (relu, dw, _, nxt) in chains.items():
+            if nxt.name in chains:            # the next conv is split itself: leave this one
+                continue
+            parts = conv_groups_of(model.get_layer(name).get_weights()[0], conv_groups)
+            if len(parts) > 1:
+                perm = np.concatenate(parts)
+                perm_of[name] = parts
+                perm_of[dw.name] = perm_of[nxt.name] = perm
+                skip_relu.add(relu.name)
     for layer in model.layers[1:]:
         inbound = layer._inbound_nodes[0].inbound_layers
         inbound = inbound if isinstance(inbound, (list, tuple)) else [inbound]
         xs = [tensors[x.name] for x in inbound]
         x = xs[0] if len(xs) == 1 else xs
+        if layer.name in skip_relu:             # applied per group before the Concatenate
+            tensors[layer.name] = x
+            continue
+        if type(layer) is layers.Conv2D and isinstance(perm_of.get(layer.name), list):
+            w = layer.get_weights()
+            kernel, bias = w[0], (w[1] if len(w) > 1 else None)
+            relu = _only_consumer(layer)
+            outs = []
+            for g, idx in enumerate(perm_of[layer.name]):
+                cfg = layer.get_config()
+                cfg.update(name=f"{layer.name}_c{g}", filters=int(len(idx)))
+                new = layers.Conv2D.from_config(cfg)
+                out = new(x)
+                new.set_weights([kernel[..., idx]] + ([bias[idx]] if bias is not None else []))
+                rcfg = relu.get_config()
+                rcfg.update(name=f"{relu.name}_c{g}")
+                outs.append(layers.ReLU.from_config(rcfg)(out))
+            tensors[layer.name] = layers.Concatenate(axis=-1, name=f"{layer.name}_cat")(outs)
+            continue
+        if type(layer) in (layers.Conv2D, layers.Dense) and layer.name in perm_of:
+            w = layer.get_weights()                  # its input channels, in the new order
+            new = layer.__class__.from_config(layer.get_config())
+            tensors[layer.name] = new(x)
+            new.set_weights([w[0][..., perm_of[layer.name], :]] + w[1:])
+            continue
         if isinstance(layer, layers.DepthwiseConv2D):
             w = layer.get_weights()
+            if layer.name in perm_of:
+                perm = perm_of[layer.name]
+                w = [w[0][:, :, perm, :]] + [b[perm] for b in w[1:]]
             kernel, bias = w[0], (w[1] if len(w) > 1 else None)
             parts = channel_groups(kernel, groups)
             if len(parts) > 1:
@@ -73,6 +162,10 @@ def split_depthwise(model, groups: int = 4):
                     y = layers.Add(name=f"{layer.name}_sum{g}")([y, o])
                 tensors[layer.name] = y
                 continue
+            new = layer.__class__.from_config(layer.get_config())
+            tensors[layer.name] = new(x)
+            new.set_weights(w)
+            continue
         new = layer.__class__.from_config(layer.get_config())
         tensors[layer.name] = new(x)
         new.set_weights(layer.get_weights())

@@ -203,8 +203,9 @@ def freeze_hands(cfg, build_dir: Path) -> dict:
 
 def _bundle(stage: Path, model_path: Path, man: dict, threshold: float, how: str,
             train_dir: Path) -> None:
-    """labels, classifier and manifest beside a landmark network (freeze, quantize,
-    compile): the folder is a complete bundle for dpu_app."""
+    """labels, classifier (from `train_dir`, unless it is already in `stage`) and manifest
+    beside a landmark network (freeze, quantize, compile): the folder is a complete bundle
+    for dpu_app."""
     import shutil
     from dpu_app.contract import (LABELS_FILE, MANIFEST_FILE, Preprocess, make_manifest,
                                   sha256_file)
@@ -248,11 +249,25 @@ def quantize_hands(cfg, build_dir: Path) -> dict:
           f"(first-pass and re-cut squares of training photos), CLE "
           f"{'on' if qcfg.include_cle else 'off'}, fast fine-tune "
           f"{'on' if qcfg.include_fast_ft else 'off'} (quantize.landmarks_fast_ft)", flush=True)
+    from model.net import dpu_violations
     from quantize.dwsplit import split_depthwise
-    deploy = split_depthwise(model, cfg.quantize.dw_split_groups)
-    print(f"depthwise layers split by weight magnitude into up to {cfg.quantize.dw_split_groups} "
-          f"groups for int8 ({len(model.layers)} -> {len(deploy.layers)} layers; the same "
-          f"function in float: quantize/dwsplit.py)", flush=True)
+    deploy = split_depthwise(model, cfg.quantize.dw_split_groups,
+                             cfg.quantize.conv_split_groups)
+    problems = dpu_violations(deploy)
+    if problems:
+        raise UserError("DPU check failed on the split network: " + "; ".join(problems[:5]))
+    probe = H.to_input(calib[:8])
+    split_diff = float(np.abs(deploy.predict(probe, verbose=0) - model.predict(probe, verbose=0)
+                              ).max())
+    print(f"split for int8 (quantize/dwsplit.py): depthwise layers by weight magnitude into up "
+          f"to {cfg.quantize.dw_split_groups} groups, expand convolutions by output channel "
+          f"into up to {cfg.quantize.conv_split_groups}: {len(model.layers)} -> "
+          f"{len(deploy.layers)} layers, the same function in float (max |diff| "
+          f"{split_diff:.1e})", flush=True)
+    if split_diff > 1e-3:
+        raise UserError(f"the split network differs from the float network by {split_diff:.2g}"
+                        f" (expected float rounding only): set quantize.conv_split_groups=1 "
+                        f"and quantize.dw_split_groups=1, and report it")
     qmodel = run_quantizer(VitisQuantizer, quantize_scope, strategy, deploy,
                            H.to_input(calib), qcfg)
     del calib
@@ -269,22 +284,36 @@ def quantize_hands(cfg, build_dir: Path) -> dict:
         crops = reference_crops(photos_dir, f_hands)
         ref_lm = _landmarks(float_net(model), crops)
         qnet = float_net(reloaded)
-        q_scores, q_hands = eval_rung(qnet, freeze_dir, man, threshold, photos_dir)
         q_err = landmark_error(qnet, crops, ref_lm)
+        refit = {}
+        if cfg.quantize.landmarks_refit_classifier:
+            # the float classifier on int8 reads first: what the refit is worth, in the metrics
+            pre_scores, _ = eval_rung(qnet, freeze_dir, man, threshold, photos_dir)
+            print(describe("int8 with the float network's classifier", pre_scores), flush=True)
+            import copy
+            _, sha, secs = refit_classifier(qnet, refs, man, cfg, stage)
+            man = copy.deepcopy(man)
+            man["hands"]["classifier"]["sha256"] = sha
+            man["hands"]["classifier"]["refit"] = "on the int8 network's reads (quantize)"
+            clf_dir = stage
+            refit = {"float_classifier": pre_scores, "seconds": round(secs, 1)}
+        else:
+            clf_dir = freeze_dir
+        q_scores, q_hands = eval_rung(qnet, clf_dir, man, threshold, photos_dir)
         q_threshold, q_how = threshold, man["recognition"]["how"]
         if cfg.recognition.threshold is None and q_hands:
             from dpu_app import scoring
-            pipe = pipeline_for(qnet, freeze_dir, man)
+            pipe = pipeline_for(qnet, clf_dir, man)
             probs = pipe.probs(q_hands)
             q_threshold = scoring.calibrate_threshold(probs, man["labels"],
                                                       cfg.recognition.max_hand_rejection)
             q_how = (f"calibrated on the int8 network's own pipeline outputs (the float "
                      f"network's threshold was {threshold:.2f})")
             if abs(q_threshold - threshold) > 1e-9:
-                q_scores, _ = eval_rung(qnet, freeze_dir, man, q_threshold, photos_dir)
+                q_scores, _ = eval_rung(qnet, clf_dir, man, q_threshold, photos_dir)
         atomic_write_json(stage / "dpu_check.json", dict(check, vitis_inspector=vitis_inspect(
             model, stage)))
-        _bundle(stage, stage / q_name, man, q_threshold, q_how, freeze_dir)
+        _bundle(stage, stage / q_name, man, q_threshold, q_how, clf_dir)
         lm = dict(freeze_m.get("landmarks") or {})
         lm["int8"] = q_err
         ladder = write_hands_ladder(build_dir, cfg, freeze_m, f_scores, q_scores, lm,
@@ -293,6 +322,7 @@ def quantize_hands(cfg, build_dir: Path) -> dict:
         metrics = {"kind": "landmarks", "int8": q_scores, "float": f_scores,
                    "landmarks": lm, "calib_images": int(min(len(refs["calib_files"]),
                                                             cfg.quantize.calib_size)),
+                   "classifier_refit": refit or None,
                    "quantizer": impl, "strategy": strategy, "where": execution_context(),
                    "seconds": round(time.monotonic() - t0, 1)}
         atomic_write_json(stage / S.out(cfg, build_dir, "quantize", "metrics").name, metrics)
@@ -303,6 +333,57 @@ def quantize_hands(cfg, build_dir: Path) -> dict:
         _check_drop(cfg, ladder)
     print(f"quantized: {q_out}")
     return metrics
+
+
+def refit_classifier(qnet, refs: dict, man: dict, cfg, out_dir: Path):
+    """The letter classifier trained again, as make train trains it, on what the int8
+    network reads from the same training photos and start squares (3 passes, the app's
+    pipeline): the board's classifier then learns the landmarks the DPU gives, not the float
+    network's. Writes out_dir/<classifier file>; returns (classifier, its sha256, seconds)."""
+    import cv2
+    from dpu_app.contract import NO_HAND, sha256_file
+    from model.hand_classifier import train_classifier
+    from toolchain.config import resolve_path
+    t0 = time.monotonic()
+    if "train_starts" not in refs:
+        raise UserError("train/heldout.npz was written by an older release (no training "
+                        "squares): run 'make train' again")
+    files, starts, ys = refs["train_files"], refs["train_starts"], refs["train_letters"]
+    hc = man["hands"]
+    consts = H.Constants.from_manifest(hc, "manifest")
+    letters = [lab for lab in man["labels"] if lab != NO_HAND]
+    print(f"quantize: reading {len(files)} training hands with the int8 network "
+          f"({consts.passes} passes each) to refit the letter classifier", flush=True)
+    lms = np.zeros((len(files), H.N_LANDMARKS, 3))
+    pres = np.zeros(len(files))
+    memo: dict = {}
+    step = 256
+    for i in range(0, len(files), step):
+        images = []
+        for f in files[i:i + step]:
+            f = str(f)
+            if f not in memo:
+                img = cv2.imread(str(resolve_path(f)), cv2.IMREAD_COLOR)
+                if img is None:
+                    raise UserError(f"{f}: a training photo could not be read: restore it "
+                                    f"(git checkout -- {f}) or run make train again")
+                memo[f] = img
+            images.append(memo[f])
+        got = H.read_hands(images, [H.Square(*[float(v) for v in sq]) for sq in
+                                    starts[i:i + step]], qnet, consts.passes,
+                           batch=cfg.hands.batch, roi=(consts.roi_scale, consts.roi_shift))
+        for j, h in enumerate(got):
+            lms[i + j], pres[i + j] = h.landmarks, h.presence
+        if len(memo) > 2 * step:
+            memo.clear()
+    keep = pres >= consts.presence
+    clf = train_classifier(lms[keep], ys[keep], letters, cfg.hands.classifier, cfg.seed)
+    path = out_dir / hc["classifier"]["file"]
+    np.savez(path, **clf.save_arrays())
+    secs = time.monotonic() - t0
+    print(f"quantize: classifier refit on {int(keep.sum())} int8 reads ({int((~keep).sum())} "
+          f"below hand presence) in {secs:.0f}s", flush=True)
+    return clf, sha256_file(str(path)), secs
 
 
 def _landmarks(net, crops):

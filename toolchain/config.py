@@ -327,9 +327,19 @@ class QuantizeConfig:
                                "this many layers by weight magnitude (summed: the same "
                                "function), so per-tensor power-of-two int8 keeps its small "
                                "channels; 1 = off (quantize/dwsplit.py)", min=1, max=8)
+    conv_split_groups: int = opt(4, "model.kind landmarks: each convolution that expands "
+                                 "into a depthwise layer split by output channel into up to "
+                                 "this many layers (joined by Concatenate, channels permuted "
+                                 "to match: the same function, no extra MACs), so each group "
+                                 "gets its own int8 weight and bias scale; 1 = off "
+                                 "(quantize/dwsplit.py)", min=1, max=8)
     landmarks_fast_ft: bool = opt(False, "model.kind landmarks: fast fine-tuning (AdaQuant; "
                                   "include_fast_ft is the CNN's): over 167 layers of 224 px "
                                   "crops it takes hours on a CPU")
+    landmarks_refit_classifier: bool = opt(True, "model.kind landmarks: train the letter "
+                                           "classifier again on what the int8 network reads "
+                                           "from the training photos, so the board's "
+                                           "classifier learns the DPU's landmarks")
 
 
 @dataclass
