@@ -105,6 +105,14 @@ def test_freeze_and_quantize_score_every_rung_through_the_pipeline(quantized):
     qdir = build / "quantize"
     man = json.loads((qdir / "manifest.json").read_text())
     assert man["kind"] == "landmarks" and (qdir / "classifier.npz").is_file()
+    # the classifier the board gets was refit on the int8 network's reads: its own file and
+    # checksum, not the float network's
+    from dpu_app.contract import sha256_file
+    clf = man["hands"]["classifier"]
+    assert clf["sha256"] == sha256_file(str(qdir / "classifier.npz")) and "refit" in clf
+    assert clf["sha256"] != sha256_file(str(build / "train" / "classifier.npz"))
+    qm = json.loads((qdir / "metrics.json").read_text())
+    assert qm["classifier_refit"]["float_classifier"]["photos_val"]["images"] > 0
     assert json.loads((qdir / "dpu_check.json").read_text())["ok"]
     assert "Landmark error" in (build / "ladder" / "ladder.md").read_text()
 
