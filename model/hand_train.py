@@ -172,6 +172,16 @@ class ReadCache:
             np.savez(tmp, keys=np.array(keys), values=np.stack([self.items[k] for k in keys]))
 
 
+def read_chunked(loaders: list, starts: list, net, cfg, step: int = 256):
+    """(index, Hand) for each (image loader, start square): the pipeline's passes and re-cut
+    (cfg.hands), `step` images at a time so only a chunk of photos is in memory."""
+    for j in range(0, len(loaders), step):
+        images = [load() for load in loaders[j:j + step]]
+        got = H.read_hands(images, list(starts[j:j + step]), net, cfg.hands.passes,
+                           batch=cfg.hands.batch, roi=(cfg.hands.roi_scale, cfg.hands.roi_shift))
+        yield from enumerate(got, start=j)
+
+
 def read_all(jobs: list, net, cfg, cache: ReadCache, what: str) -> list:
     """jobs: [(image loader, photo sha256, start square)] -> [Hand], reading only what the
     cache does not have."""
@@ -187,16 +197,11 @@ def read_all(jobs: list, net, cfg, cache: ReadCache, what: str) -> list:
         t0 = time.monotonic()
         print(f"  reading {len(todo)} {what} ({cfg.hands.passes} passes of the "
               f"{cfg.hands.network} network each; {len(jobs) - len(todo)} cached)", flush=True)
-        step = 256
-        for j in range(0, len(todo), step):
-            chunk = todo[j:j + step]
-            images = [jobs[i][0]() for i in chunk]
-            got = H.read_hands(images, [jobs[i][2] for i in chunk], net, cfg.hands.passes,
-                               batch=cfg.hands.batch, roi=(cfg.hands.roi_scale,
-                                                           cfg.hands.roi_shift))
-            for i, hand in zip(chunk, got):
-                out[i] = hand
-                cache.put(cache.key(jobs[i][1], jobs[i][2]), hand)
+        for k, hand in read_chunked([jobs[i][0] for i in todo], [jobs[i][2] for i in todo],
+                                    net, cfg):
+            i = todo[k]
+            out[i] = hand
+            cache.put(cache.key(jobs[i][1], jobs[i][2]), hand)
         cache.save()
         print(f"  {len(todo)} {what} read in {time.monotonic() - t0:.0f}s", flush=True)
     return out

@@ -96,7 +96,8 @@ def split_depthwise(model, groups: int = 4, conv_groups: int = 1):
     first = model.layers[0]
     inp = tf.keras.Input(shape=model.input_shape[1:], name=first.name)
     tensors[first.name] = inp
-    perm_of: dict = {}          # depthwise / next conv name -> the channel order it receives
+    parts_of: dict = {}         # expand conv name -> its output-channel groups
+    perm_of: dict = {}          # depthwise / next layer name -> the channel order it receives
     skip_relu: set = set()
     if conv_groups > 1:
         chains = expand_chains(model)
@@ -105,9 +106,8 @@ def split_depthwise(model, groups: int = 4, conv_groups: int = 1):
                 continue
             parts = conv_groups_of(model.get_layer(name).get_weights()[0], conv_groups)
             if len(parts) > 1:
-                perm = np.concatenate(parts)
-                perm_of[name] = parts
-                perm_of[dw.name] = perm_of[nxt.name] = perm
+                parts_of[name] = parts
+                perm_of[dw.name] = perm_of[nxt.name] = np.concatenate(parts)
                 skip_relu.add(relu.name)
     for layer in model.layers[1:]:
         inbound = layer._inbound_nodes[0].inbound_layers
@@ -117,12 +117,16 @@ def split_depthwise(model, groups: int = 4, conv_groups: int = 1):
         if layer.name in skip_relu:             # applied per group before the Concatenate
             tensors[layer.name] = x
             continue
-        if type(layer) is layers.Conv2D and isinstance(perm_of.get(layer.name), list):
-            w = layer.get_weights()
-            kernel, bias = w[0], (w[1] if len(w) > 1 else None)
+        w = layer.get_weights()
+        if layer.name in perm_of:               # its input channels, in the new order
+            perm = perm_of[layer.name]          # (a depthwise layer's are its channels)
+            depthwise = isinstance(layer, layers.DepthwiseConv2D)
+            w = [w[0][..., perm, :]] + [b[perm] if depthwise else b for b in w[1:]]
+        kernel, bias = (w[0], w[1] if len(w) > 1 else None) if w else (None, None)
+        if layer.name in parts_of:
             relu = _only_consumer(layer)
             outs = []
-            for g, idx in enumerate(perm_of[layer.name]):
+            for g, idx in enumerate(parts_of[layer.name]):
                 cfg = layer.get_config()
                 cfg.update(name=f"{layer.name}_c{g}", filters=int(len(idx)))
                 new = layers.Conv2D.from_config(cfg)
@@ -133,18 +137,7 @@ def split_depthwise(model, groups: int = 4, conv_groups: int = 1):
                 outs.append(layers.ReLU.from_config(rcfg)(out))
             tensors[layer.name] = layers.Concatenate(axis=-1, name=f"{layer.name}_cat")(outs)
             continue
-        if type(layer) in (layers.Conv2D, layers.Dense) and layer.name in perm_of:
-            w = layer.get_weights()                  # its input channels, in the new order
-            new = layer.__class__.from_config(layer.get_config())
-            tensors[layer.name] = new(x)
-            new.set_weights([w[0][..., perm_of[layer.name], :]] + w[1:])
-            continue
         if isinstance(layer, layers.DepthwiseConv2D):
-            w = layer.get_weights()
-            if layer.name in perm_of:
-                perm = perm_of[layer.name]
-                w = [w[0][:, :, perm, :]] + [b[perm] for b in w[1:]]
-            kernel, bias = w[0], (w[1] if len(w) > 1 else None)
             parts = channel_groups(kernel, groups)
             if len(parts) > 1:
                 outs = []
@@ -162,12 +155,8 @@ def split_depthwise(model, groups: int = 4, conv_groups: int = 1):
                     y = layers.Add(name=f"{layer.name}_sum{g}")([y, o])
                 tensors[layer.name] = y
                 continue
-            new = layer.__class__.from_config(layer.get_config())
-            tensors[layer.name] = new(x)
-            new.set_weights(w)
-            continue
         new = layer.__class__.from_config(layer.get_config())
         tensors[layer.name] = new(x)
-        new.set_weights(layer.get_weights())
+        new.set_weights(w)
     out = tensors[model.layers[-1].name]
     return tf.keras.Model(inp, out, name=model.name)

@@ -38,25 +38,37 @@ def load_refs(path: Path) -> dict:
                         ) from None
 
 
-def crops_of(files, squares, limit: int | None = None, seed: int = 0) -> np.ndarray:
-    """uint8 BGR crops (N, 224, 224, 3) of config-relative photo files at squares."""
+def photo_reader(keep: int):
+    """read(config-relative training photo file) -> BGR image, the last `keep` files kept
+    in memory; an unreadable file is one line naming it."""
     import cv2
     from toolchain.config import resolve_path
+    memo: dict = {}
+
+    def read(f) -> np.ndarray:
+        f = str(f)
+        img = memo.get(f)
+        if img is None:
+            img = cv2.imread(str(resolve_path(f)), cv2.IMREAD_COLOR)
+            if img is None:
+                raise UserError(f"{f}: a training photo could not be read: restore it "
+                                f"(git checkout -- {f}) or run make train again")
+            if len(memo) >= keep:
+                memo.clear()
+            memo[f] = img
+        return img
+    return read
+
+
+def crops_of(files, squares, limit: int | None = None, seed: int = 0) -> np.ndarray:
+    """uint8 BGR crops (N, 224, 224, 3) of config-relative photo files at squares."""
     idx = np.arange(len(files))
     if limit is not None and limit < len(idx):
         idx = np.sort(np.random.default_rng(seed).choice(len(idx), limit, replace=False))
     out = np.empty((len(idx), H.NET_SIZE, H.NET_SIZE, 3), np.uint8)
-    cache: dict = {}
+    read = photo_reader(keep=1)
     for j, i in enumerate(idx):
-        f = str(files[i])
-        img = cache.get(f)
-        if img is None:
-            img = cv2.imread(str(resolve_path(f)), cv2.IMREAD_COLOR)
-            if img is None:
-                raise UserError(f"{f}: a training photo could not be read for calibration: "
-                                f"restore it (git checkout -- {f}) or run make train again")
-            cache = {f: img}
-        H.cut(img, H.Square(*[float(v) for v in squares[i]]), out=out[j])
+        H.cut(read(files[i]), H.Square(*[float(v) for v in squares[i]]), out=out[j])
     return out
 
 
@@ -337,48 +349,29 @@ def quantize_hands(cfg, build_dir: Path) -> dict:
 
 def refit_classifier(qnet, refs: dict, man: dict, cfg, out_dir: Path):
     """The letter classifier trained again, as make train trains it, on what the int8
-    network reads from the same training photos and start squares (3 passes, the app's
-    pipeline): the board's classifier then learns the landmarks the DPU gives, not the float
-    network's. Writes out_dir/<classifier file>; returns (classifier, its sha256, seconds)."""
-    import cv2
+    network reads from the same training photos and start squares (the app's pipeline): the
+    board's classifier then learns the landmarks the DPU gives, not the float network's.
+    Writes out_dir/<classifier file>; returns (classifier, its sha256, seconds)."""
     from dpu_app.contract import NO_HAND, sha256_file
     from model.hand_classifier import train_classifier
-    from toolchain.config import resolve_path
+    from model.hand_train import read_chunked
     t0 = time.monotonic()
     if "train_starts" not in refs:
         raise UserError("train/heldout.npz was written by an older release (no training "
                         "squares): run 'make train' again")
-    files, starts, ys = refs["train_files"], refs["train_starts"], refs["train_letters"]
-    hc = man["hands"]
-    consts = H.Constants.from_manifest(hc, "manifest")
+    files, ys = refs["train_files"], refs["train_letters"]
+    starts = [H.Square(*[float(v) for v in sq]) for sq in refs["train_starts"]]
     letters = [lab for lab in man["labels"] if lab != NO_HAND]
     print(f"quantize: reading {len(files)} training hands with the int8 network "
-          f"({consts.passes} passes each) to refit the letter classifier", flush=True)
+          f"({cfg.hands.passes} passes each) to refit the letter classifier", flush=True)
+    read = photo_reader(keep=512)
     lms = np.zeros((len(files), H.N_LANDMARKS, 3))
     pres = np.zeros(len(files))
-    memo: dict = {}
-    step = 256
-    for i in range(0, len(files), step):
-        images = []
-        for f in files[i:i + step]:
-            f = str(f)
-            if f not in memo:
-                img = cv2.imread(str(resolve_path(f)), cv2.IMREAD_COLOR)
-                if img is None:
-                    raise UserError(f"{f}: a training photo could not be read: restore it "
-                                    f"(git checkout -- {f}) or run make train again")
-                memo[f] = img
-            images.append(memo[f])
-        got = H.read_hands(images, [H.Square(*[float(v) for v in sq]) for sq in
-                                    starts[i:i + step]], qnet, consts.passes,
-                           batch=cfg.hands.batch, roi=(consts.roi_scale, consts.roi_shift))
-        for j, h in enumerate(got):
-            lms[i + j], pres[i + j] = h.landmarks, h.presence
-        if len(memo) > 2 * step:
-            memo.clear()
-    keep = pres >= consts.presence
+    for i, h in read_chunked([lambda f=f: read(f) for f in files], starts, qnet, cfg):
+        lms[i], pres[i] = h.landmarks, h.presence
+    keep = pres >= cfg.hands.presence
     clf = train_classifier(lms[keep], ys[keep], letters, cfg.hands.classifier, cfg.seed)
-    path = out_dir / hc["classifier"]["file"]
+    path = out_dir / man["hands"]["classifier"]["file"]
     np.savez(path, **clf.save_arrays())
     secs = time.monotonic() - t0
     print(f"quantize: classifier refit on {int(keep.sum())} int8 reads ({int((~keep).sum())} "

@@ -122,14 +122,15 @@ STAGES: Dict[str, Stage] = {s.name: s for s in (
                                                "dpu_app/evaluate.py")),
     Stage("quantize", "quantize.quantize:quantize", "int8 pof2s quantization, DPU check, "
           "accuracy ladder (build/quantize/, build/ladder/)",
-          sections=("seed", "data", "model", "train", "quantize"),
+          sections=("seed", "data", "model", "train", "hands", "quantize"),
           inputs=lambda cfg: ({"frozen": FREEZE_OUT["frozen"], "io": FREEZE_OUT["io"]}
                               if cfg.quantize.flow == "tf1" else
                               {"model": FREEZE_OUT["model"], "metrics": FREEZE_OUT["metrics"],
                                "manifest": FREEZE_OUT["manifest"],
                                "heldout": TRAIN_OUT["heldout"]}),
           outputs=_quantized, sources=("quantize/*.py", "model/batches.py", "model/data.py",
-                                       "model/evaluate.py", "toolchain/ladder.py",
+                                       "model/evaluate.py", "model/hand_train.py",
+                                       "model/hand_classifier.py", "toolchain/ladder.py",
                                        "dpu_app/hands.py", "dpu_app/evaluate.py"),
           data=_training_data),
     Stage("compile", "compile.compile:compile_stage", "compile the quantized model for the DPU "
