@@ -283,6 +283,8 @@ def quantize_hands(cfg, build_dir: Path) -> dict:
     qmodel = run_quantizer(VitisQuantizer, quantize_scope, strategy, deploy,
                            H.to_input(calib), qcfg)
     del calib
+    finetuned = finetune_int8(qmodel, model, refs, cfg) \
+        if cfg.quantize.landmarks_finetune_steps else None
     q_out = S.out(cfg, build_dir, "quantize", "model")
     out_dir, q_name = q_out.parent, q_out.name
     photos_dir = S.out(cfg, build_dir, "train", "photos_val")
@@ -334,7 +336,7 @@ def quantize_hands(cfg, build_dir: Path) -> dict:
         metrics = {"kind": "landmarks", "int8": q_scores, "float": f_scores,
                    "landmarks": lm, "calib_images": int(min(len(refs["calib_files"]),
                                                             cfg.quantize.calib_size)),
-                   "classifier_refit": refit or None,
+                   "classifier_refit": refit or None, "finetune": finetuned,
                    "quantizer": impl, "strategy": strategy, "where": execution_context(),
                    "seconds": round(time.monotonic() - t0, 1)}
         atomic_write_json(stage / S.out(cfg, build_dir, "quantize", "metrics").name, metrics)
@@ -345,6 +347,34 @@ def quantize_hands(cfg, build_dir: Path) -> dict:
         _check_drop(cfg, ladder)
     print(f"quantized: {q_out}")
     return metrics
+
+
+def finetune_int8(qmodel, model, refs: dict, cfg) -> dict:
+    """quantize/finetune.py on the calibration squares of the training photos: one photo in
+    eight (by file, seeded) only checks, the rest trains."""
+    from quantize.finetune import finetune
+    q = cfg.quantize
+    files, squares = refs["calib_files"], refs["calib_squares"]
+    names = np.unique(files)
+    rng = np.random.default_rng(cfg.seed + 11)
+    held = np.isin(files, rng.choice(names, max(1, len(names) // 8), replace=False))
+    tr, ck = np.nonzero(~held)[0], np.nonzero(held)[0]
+    tr = np.sort(rng.choice(tr, min(len(tr), q.landmarks_finetune_steps *
+                                    q.landmarks_finetune_batch), replace=False))
+    ck = np.sort(rng.choice(ck, min(len(ck), 256), replace=False))
+    print(f"quantize: fine-tuning the int8 network toward the float one "
+          f"({q.landmarks_finetune_steps} batches of {q.landmarks_finetune_batch} from "
+          f"{len(tr)} hand crops, {len(ck)} crops of other photos to check; "
+          f"quantize.landmarks_finetune_steps)", flush=True)
+    res = finetune(qmodel, model, crops_of(files[tr], squares[tr]),
+                   crops_of(files[ck], squares[ck]), q.landmarks_finetune_steps,
+                   q.landmarks_finetune_batch, q.landmarks_finetune_lr, cfg.seed,
+                   log=lambda m: print(m, flush=True))
+    print(f"quantize: fine-tuned in {res['seconds']:.0f}s: landmarks vs float on the check "
+          f"crops {res['check_px_before']:.2f} -> {res['check_px_after']:.2f} px"
+          + ("" if res["kept"] else " (not closer: the calibrated weights are kept)"),
+          flush=True)
+    return res
 
 
 def refit_classifier(qnet, refs: dict, man: dict, cfg, out_dir: Path):

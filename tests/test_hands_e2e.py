@@ -18,7 +18,9 @@ QUICK_HANDS = ["--set", "runner=host", "--set", "model.kind=landmarks",
                "--set", "hands.passes=2", "--set", "hands.jitter_copies=0",
                "--set", "hands.classifier.steps=300", "--set", "quantize.calib_size=32",
                "--set", "quantize.calib_batch_size=8", "--set", "quantize.include_fast_ft=false",
-               "--set", "quantize.max_photo_drop_pt=100"]
+               "--set", "quantize.max_photo_drop_pt=100",
+               "--set", "quantize.landmarks_finetune_steps=2",
+               "--set", "quantize.landmarks_finetune_batch=4"]
 
 
 def stage(repo_root, name, build, *extra):
@@ -113,6 +115,10 @@ def test_freeze_and_quantize_score_every_rung_through_the_pipeline(quantized):
     assert clf["sha256"] != sha256_file(str(build / "train" / "classifier.npz"))
     qm = json.loads((qdir / "metrics.json").read_text())
     assert qm["classifier_refit"]["float_classifier"]["photos_val"]["images"] > 0
+    # the quantize-aware fine-tuning ran inside the stage, checked on crops it did not train on
+    ft = qm["finetune"]
+    assert ft["steps"] == 2 and ft["batch"] == 4 and ft["check_images"] > 0, ft
+    assert ft["check_px_before"] > 0 and isinstance(ft["kept"], bool)
     assert json.loads((qdir / "dpu_check.json").read_text())["ok"]
     assert "Landmark error" in (build / "ladder" / "ladder.md").read_text()
 

@@ -340,6 +340,14 @@ class QuantizeConfig:
                                            "classifier again on what the int8 network reads "
                                            "from the training photos, so the board's "
                                            "classifier learns the DPU's landmarks")
+    landmarks_finetune_steps: int = opt(300, "model.kind landmarks: quantize-aware fine-tuning "
+                                        "of the int8 network toward the float one (batches "
+                                        "of real hand crops; vai_q's positions kept; "
+                                        "quantize/finetune.py); 0 = off", min=0)
+    landmarks_finetune_batch: int = opt(16, "model.kind landmarks: hand crops per "
+                                        "fine-tuning batch", min=1, max=256)
+    landmarks_finetune_lr: float = opt(1e-4, "model.kind landmarks: Adam learning rate of "
+                                       "the fine-tuning", min=0.0, max=1.0)
 
 
 @dataclass
