@@ -35,8 +35,9 @@ def finetune(qmodel, teacher, crops: np.ndarray, check: np.ndarray, steps: int, 
     import tensorflow as tf
     from dpu_app import hands as H
     t0 = time.monotonic()
-    x_all = H.to_input(crops)
-    y_all = teacher.predict(x_all, batch_size=32, verbose=0)
+    # the crops stay uint8 (a float copy of 3,800 crops is 2.3 GB): converted a chunk at a time
+    y_all = np.concatenate([teacher.predict(H.to_input(crops[i:i + 256]), batch_size=32,
+                                            verbose=0) for i in range(0, len(crops), 256)])
     x_chk = H.to_input(check)
     y_chk = teacher.predict(x_chk, batch_size=32, verbose=0)
 
@@ -60,9 +61,9 @@ def finetune(qmodel, teacher, crops: np.ndarray, check: np.ndarray, steps: int, 
     losses, t_loop, every = [], time.monotonic(), max(1, steps // 10)
     for s in range(steps):
         if len(order) < batch:
-            order = np.concatenate([order, rng.permutation(len(x_all))])
+            order = np.concatenate([order, rng.permutation(len(crops))])
         i, order = np.sort(order[:batch]), order[batch:]
-        losses.append(float(step(tf.constant(x_all[i]), tf.constant(y_all[i]))))
+        losses.append(float(step(tf.constant(H.to_input(crops[i])), tf.constant(y_all[i]))))
         if (s + 1) % every == 0 or s + 1 == steps:
             left = (time.monotonic() - t_loop) / (s + 1) * (steps - s - 1)
             log(f"  fine-tune step {s + 1}/{steps}: loss {np.mean(losses[-every:]):.2e} "
